@@ -1,0 +1,184 @@
+"""Argument checks shared by the three backends.
+
+Only backend-independent logic lives here: option values, tolerances, error
+messages, and the switch that turns the (costly) value checks off. Each
+backend inspects its own arrays and calls these helpers to raise.
+
+Every error names the offending argument first, says what was expected and,
+where there is one, the fix.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import numbers
+
+REDUCTIONS = ("mean", "sum", "none")
+
+# Tolerance on "sums to 1" for distributions, by floating dtype name.
+# Chosen a few hundred ulps above what softmax in that dtype produces.
+SUM_TOLERANCE = {"float64": 1e-6, "float32": 1e-4, "float16": 1e-2, "bfloat16": 2e-2}
+
+_value_checks = contextvars.ContextVar("xentlib_value_checks", default=True)
+
+
+def value_checks_enabled() -> bool:
+    """Whether data-dependent checks (NaN, ranges, sums, label range) run."""
+    return _value_checks.get()
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool):
+    """Turn the data-dependent checks on or off inside a ``with`` block.
+
+    Shape, dtype and option checks always run (they cost nothing). The value
+    checks (NaN, probabilities in [0, 1], distributions summing to 1, labels in
+    [0, C)) read every element and, on a GPU, synchronise; switch them off in a
+    hot training loop once the pipeline is known to be sound.
+
+    >>> import xentlib
+    >>> from xentlib import numpy as xl
+    >>> with xentlib.value_checks(False):
+    ...     float(xl.entropy([0.5, 0.7]))   # not a distribution, but not checked
+    0.6...
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False; got {enabled!r}")
+    token = _value_checks.set(enabled)
+    try:
+        yield
+    finally:
+        _value_checks.reset(token)
+
+
+def check_reduction(reduction) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of 'mean', 'sum', 'none'; got {reduction!r}")
+    return reduction
+
+
+def check_fraction(name: str, value) -> float:
+    """A number in [0, 1], such as ``label_smoothing``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float in [0, 1]; got {value!r}")
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name} must be in [0, 1]; got {value}")
+    return value
+
+
+def check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive float; got {value!r}")
+    value = float(value)
+    if not (value > 0.0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be positive and finite; got {value}")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def check_int(name: str, value, *, minimum: int | None = None, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def log_base(base) -> float:
+    """ln(base), the divisor that turns nats into the requested unit.
+
+    ``None`` means nats (divisor 1), 2 bits, 10 bans (hartleys).
+    """
+    if base is None:
+        return 1.0
+    if isinstance(base, bool) or not isinstance(base, numbers.Real):
+        raise TypeError(f"base must be None (nats) or a number such as 2 (bits); got {base!r}")
+    if not (base > 0 and base != 1 and math.isfinite(base)):
+        raise ValueError(f"base must be positive, finite and not 1; got {base}")
+    return math.log(base)
+
+
+def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{name}={axis} is out of range for an input with {ndim} dimension(s)")
+    return int(axis) % ndim
+
+
+def sum_tolerance(dtype_name: str) -> float:
+    return SUM_TOLERANCE.get(dtype_name, 1e-6)
+
+
+# ---- error builders: one wording for every backend -------------------------
+
+def not_float(name: str, dtype) -> TypeError:
+    return TypeError(
+        f"{name} must have a floating-point dtype (float16, bfloat16, float32 or "
+        f"float64); got {dtype}. Convert it first, e.g. to float32.")
+
+
+def not_integer(name: str, dtype) -> TypeError:
+    return TypeError(
+        f"{name} must hold integer class indices; got dtype {dtype}. "
+        f"For one-hot or probability targets use categorical_cross_entropy.")
+
+
+def shape_mismatch(name: str, shape, other: str, other_shape) -> ValueError:
+    return ValueError(
+        f"{name} has shape {tuple(shape)} but {other} has shape {tuple(other_shape)}; "
+        f"they must match")
+
+
+def has_nan(name: str) -> ValueError:
+    return ValueError(f"{name} contains NaN; clean the input before computing a loss")
+
+
+def not_finite(name: str) -> ValueError:
+    return ValueError(f"{name} must be finite (logits may not be NaN or +-inf)")
+
+
+def not_probability(name: str, low: float, high: float) -> ValueError:
+    return ValueError(
+        f"{name} must hold probabilities in [0, 1]; found values in [{low:.6g}, {high:.6g}]. "
+        f"If these are logits, pass from_logits=True")
+
+
+def not_distribution(name: str, worst_sum: float, tol: float, axis: int) -> ValueError:
+    return ValueError(
+        f"{name} must sum to 1 along axis {axis} (tolerance {tol:g}); found a sum of "
+        f"{worst_sum:.6g}. Normalise it, apply softmax, or pass from_logits=True for logits")
+
+
+def bad_labels(name: str, low: int, high: int, num_classes: int, ignore_index) -> ValueError:
+    extra = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
+    return ValueError(
+        f"{name} must lie in [0, {num_classes}){extra}; found values in [{low}, {high}]")
+
+
+def negative(name: str) -> ValueError:
+    return ValueError(f"{name} must be non-negative and finite")
+
+
+def labels_shape(name: str, shape, expected) -> ValueError:
+    return ValueError(
+        f"{name} has shape {tuple(shape)}; expected {tuple(expected)} "
+        f"(y_pred's shape without its class axis)")
+
+
+def no_tokens(name: str) -> ValueError:
+    return ValueError(
+        f"{name}: every item equals ignore_index, so there is nothing to average; "
+        f"perplexity needs at least one token")
