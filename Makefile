@@ -11,6 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: env test test-lib test-notebooks book notebooks bench pdf clean
 
+
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
@@ -40,8 +41,16 @@ book: env
 # Re-execute notebooks in place to refresh their stored outputs (NB=path for one).
 NB ?= $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
 notebooks: env
-	for nb in $(NB); do $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
+	for nb in $(NB); do (cd "$$(dirname $$nb)" && $(abspath $(VENV))/bin/jupyter execute --inplace \
+	  --timeout=600 "$$(basename $$nb)") || exit 1; done
 
 clean:
 	rm -rf _build .pytest_cache
+
+# Benchmarks (issue 5): ratios against the frameworks' built-ins, written to bench/results/.
+bench: env
+	$(PY) bench/run.py
+
+# PDF of the book (installs the Debian TeX packages it needs).
+pdf: env
+	@echo "make pdf: not yet implemented" && exit 1
