@@ -93,7 +93,8 @@ def _check_probabilities(p, name):
         return
     if np.isnan(p).any():
         raise V.has_nan(name)
-    if p.size and (p.min() < 0 or p.max() > 1):
+    # Round-off may push a sum of probabilities a few ulps above 1: tolerated.
+    if p.size and (p.min() < 0 or p.max() > 1 + V.sum_tolerance(p.dtype.name)):
         raise V.not_probability(name, float(p.min()), float(p.max()))
 
 
@@ -128,6 +129,13 @@ def _reduce(per_item, reduction, denominator=None):
     return total / count if count else np.zeros_like(total)
 
 
+def _shift_by_max(z, axis):
+    """``(z - m, m)`` with ``m`` the maximum along ``axis``; every exponent of ``z - m`` is <= 0."""
+    m = np.max(z, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # rows of -inf: exp(-inf - 0) = 0, log 0 = -inf
+    return z - m, m
+
+
 # ---- building blocks -----------------------------------------------------------
 
 def logsumexp(x, *, axis=-1, keepdims=False):
@@ -148,10 +156,9 @@ def logsumexp(x, *, axis=-1, keepdims=False):
     V.normalize_axis(axis, x.ndim)
     _check_finite_values(x, "x")
     z = _compute(x)
-    m = np.max(z, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)  # rows of -inf: exp(-inf - 0) = 0, log 0 = -inf
+    shifted, m = _shift_by_max(z, axis)
     with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True)) + m
+        out = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True)) + m
     if not keepdims:
         out = np.squeeze(out, axis=axis)
     return out.astype(x.dtype)
@@ -169,16 +176,20 @@ def softmax(x, *, axis=-1):
     array([0.09  , 0.2447, 0.6652])
     """
     x = _float_array(x, "x")
-    z = _compute(x)
-    return np.exp(z - logsumexp(z, axis=axis, keepdims=True)).astype(x.dtype)
+    V.normalize_axis(axis, x.ndim)
+    _check_finite_values(x, "x")
+    e = np.exp(_shift_by_max(_compute(x), axis)[0])
+    return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)
 
 
 def log_softmax(x, *, axis=-1):
     r"""Log-softmax, the log-probabilities of a categorical distribution.
 
     .. math:: \log \operatorname{softmax}(z)_i = z_i - \operatorname{LSE}(z)
+              = (z_i - m) - \log \sum_j e^{z_j - m}
 
-    Finite for every finite input, unlike ``log(softmax(z))``, whose small
+    The second form (as SciPy and PyTorch compute it) avoids cancellation
+    between two large numbers for the dominant class. Finite for every finite input, unlike ``log(softmax(z))``, whose small
     probabilities underflow to 0 and give :math:`-\infty`.
 
     >>> from xentlib import numpy as xl
@@ -186,8 +197,11 @@ def log_softmax(x, *, axis=-1):
     [-1000.0, 0.0]
     """
     x = _float_array(x, "x")
-    z = _compute(x)
-    return (z - logsumexp(z, axis=axis, keepdims=True)).astype(x.dtype)
+    V.normalize_axis(axis, x.ndim)
+    _check_finite_values(x, "x")
+    shifted = _shift_by_max(_compute(x), axis)[0]
+    with np.errstate(divide="ignore"):
+        return (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).astype(x.dtype)
 
 
 def sigmoid(x):
@@ -284,7 +298,7 @@ def kl_divergence(p, q, *, axis=-1, base=None):
     p, q, axis = _two_distributions(p, q, axis)
     divisor = V.log_base(base)
     pc, qc = _compute(p), _compute(q)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # p = 0 entries are masked out
         terms = np.where(pc == 0, 0.0, pc * (np.log(np.where(pc == 0, 1.0, pc)) - np.log(qc)))
     return (terms.sum(axis=axis) / divisor).astype(p.dtype)
 
@@ -554,7 +568,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         per_elem = -(w_pos * y * log_p + (1 - y) * log_not_p)
     else:
         _check_probabilities(y_pred, "y_pred")
-        q = _compute(y_pred)
+        q = np.clip(_compute(y_pred), 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
         per_elem = -(w_pos * _xlogy(y, q) + _xlogy(1 - y, 1 - q))
     return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
 
@@ -636,6 +650,8 @@ def perplexity(labels, logits, *, ignore_index=None, axis=-1):
     >>> float(xl.perplexity([0, 1, 2], [[0.0, 0.0, 0.0]] * 3))   # uniform over 3
     3.0
     """
+    logits = _float_array(logits, "logits")
+    _check_logits(logits, "logits")
     mean_nll = sparse_categorical_cross_entropy(
         labels, logits, from_logits=True, ignore_index=ignore_index, axis=axis)
     labels = np.asarray(labels)
