@@ -77,9 +77,9 @@ def test_numpy_value(shape, reduction, opt):
 @pytest.mark.parametrize("opt", OPTIONS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_torch_value_and_grads(shape, reduction, opt, with_bias):
+def test_torch_value_and_grads(shape, reduction, opt):
     lead, d, vocab = shape
+    with_bias = shape != SHAPES[1]
     arrays = _inputs(lead, d, vocab, 1, opt.get("ignore_index"), with_bias)
     ref_value = _naive_np(*arrays, reduction, **opt)
     h, w, b = (None if a is None else torch.tensor(a, requires_grad=True) for a in arrays[:3])
@@ -99,7 +99,7 @@ def test_torch_value_and_grads(shape, reduction, opt, with_bias):
 
 @pytest.mark.parametrize("opt", OPTIONS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("shape", SHAPES[:3])
+@pytest.mark.parametrize("shape", SHAPES[1:3])
 def test_tensorflow_value_and_grads(shape, reduction, opt):
     lead, d, vocab = shape
     arrays = _inputs(lead, d, vocab, 2, opt.get("ignore_index"))
@@ -112,7 +112,7 @@ def test_tensorflow_value_and_grads(shape, reduction, opt):
         tape.watch([h, b])
         ref = tf.reduce_sum(_tf_naive(h, w, b, y, reduction, **opt) * upstream)
     ref_grads = tape.gradient(ref, [h, w, b])
-    for chunk in (1, 4, None):
+    for chunk in (2, None):
         with tf.GradientTape() as tape:
             tape.watch([h, b])
             out = lce_tf(h, w, y, bias=b, reduction=reduction, chunk_size=chunk, **opt)
@@ -164,7 +164,7 @@ def test_torch_low_precision(dtype):
     assert out.dtype == torch.float32
     ref = _torch_naive(*(t.detach().double().requires_grad_() for t in (ht, wt, bt)),
                        torch.tensor(y), "mean", ignore_index=0)
-    np.testing.assert_allclose(float(out), float(ref), rtol=1e-6)
+    np.testing.assert_allclose(float(out), float(ref.detach()), rtol=1e-6)
     out.backward()
     assert ht.grad.dtype == dtype and wt.grad.dtype == dtype and bt.grad.dtype == dtype
 

@@ -122,7 +122,7 @@ def test_perplexity_is_exp_of_mean_nll_over_kept_tokens():
 
 def test_gradient_descent_minimises_a_softmax_regression():
     x = RNG.normal(size=(60, 3))
-    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
+    labels = (x @ RNG.normal(size=(3, 3))).argmax(1)  # linearly separable classes
     onehot = np.eye(3)[labels]
 
     def loss_and_grad(w):
@@ -133,7 +133,7 @@ def test_gradient_descent_minimises_a_softmax_regression():
     w, losses = xl.gradient_descent(loss_and_grad, np.zeros((3, 3)), learning_rate=0.5, steps=200)
     assert losses[0] == pytest.approx(np.log(3))
     assert (np.diff(losses) <= 1e-12).all()  # monotone for a small enough step on a convex loss
-    assert losses[-1] < 0.65 * losses[0]
+    assert losses[-1] < 0.5 * losses[0]
     assert ((x @ w).argmax(1) == labels).mean() > 0.85
 
 
