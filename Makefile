@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env test test-lib test-notebooks book notebooks bench pdf clean
+.PHONY: env test test-lib test-notebooks test-browser book notebooks bench pdf clean
 
 
 $(STAMP): requirements.txt pyproject.toml
@@ -33,6 +33,10 @@ test-notebooks: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.cfg book
 
+# The built book in headless Chromium, offline (part of `make test`; screenshots in test-artifacts/).
+test-browser: env
+	$(PY) -m pytest -q tests/test_browser.py
+
 # HTML book, every notebook executed, warnings are errors.
 book: env
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
@@ -51,6 +55,18 @@ clean:
 bench: env
 	$(PY) bench/run.py
 
-# PDF of the book (installs the Debian TeX packages it needs).
+# PDF of the book (xelatex), built from the notebooks' stored outputs into _build/latex/book.pdf.
+# Installs the Debian TeX packages it needs (apt-get, as root; ~450 MB) when they are missing.
+PDF_TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+  tex-gyre texlive-xetex fonts-freefont-otf texlive-lang-chinese fonts-noto-cjk
 pdf: env
-	@echo "make pdf: not yet implemented" && exit 1
+	@if ! command -v xelatex >/dev/null || ! command -v latexmk >/dev/null \
+	    || ! kpsewhich xeCJK.sty >/dev/null || ! fc-list | grep -q "Noto Serif CJK"; then \
+	  echo "make pdf: installing $(PDF_TEX_PACKAGES)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends $(PDF_TEX_PACKAGES) \
+	  || { apt-get update && apt-get install -y --no-install-recommends $(PDF_TEX_PACKAGES); }; \
+	fi
+	$(PY) book/_ext/stored_outputs_config.py _build/pdf/_config.yml
+	$(VENV)/bin/jupyter-book build . --builder pdflatex --config _build/pdf/_config.yml
+	@echo "PDF: _build/latex/book.pdf"

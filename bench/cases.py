@@ -1,0 +1,346 @@
+"""One benchmark case per process: ``python bench/cases.py '<json spec>'`` prints one JSON line.
+
+A fresh process per case makes the peak-memory reading clean. Method: the inputs
+are built, the kernel's peak-RSS counter is reset (``echo 5 >
+/proc/self/clear_refs``), the current RSS is read as the baseline, the first
+forward+backward step runs, and ``VmHWM - baseline`` is the step's extra peak
+memory (inputs excluded, gradients and every temporary included). The first
+step is used because TensorFlow's CPU allocator keeps freed memory, so a later
+step would find its buffers already counted in the baseline; ``run.py`` also
+sets ``MALLOC_MMAP_THRESHOLD_`` so glibc returns large buffers at once. Times are
+the median of ``repeats`` steps after that first one, one thread per framework.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def first_step(step):
+    """Run ``step`` once; return (peak RSS during it - RSS before it, seconds)."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status("VmRSS")
+    t0 = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - t0
+    return _status("VmHWM") - base, seconds
+
+
+def median_seconds(step, repeats, warmup=True):
+    if warmup:
+        step()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out), out
+
+
+# ---- PyTorch ------------------------------------------------------------------
+
+def _torch_setup():
+    import torch
+    torch.set_num_threads(1)
+    return torch
+
+
+def _softmax_once_ce(torch):
+    """Cross-entropy from logits that computes the softmax once and reuses it in place
+    for the gradient (computed in the forward pass): the memory floor for comparison."""
+
+    class SoftmaxOnce(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z, y):
+            e = z - z.amax(dim=1, keepdim=True)
+            z_y = e.gather(1, y[:, None])[:, 0]
+            e.exp_()
+            s = e.sum(dim=1)
+            loss = (s.log() - z_y).mean()
+            e.mul_((1.0 / (s * len(y)))[:, None])
+            e.scatter_add_(1, y[:, None], torch.full((len(y), 1), -1.0 / len(y)))
+            ctx.save_for_backward(e)
+            return loss
+
+        @staticmethod
+        def backward(ctx, g):
+            (e,) = ctx.saved_tensors
+            return e.mul_(g), None
+
+    return SoftmaxOnce.apply
+
+
+def torch_losses(spec):
+    """Plain losses from logits: xentlib.torch vs torch built-ins, time only."""
+    rows = []
+    for n, v in spec["sizes"]:
+        rows += _torch_losses(dict(spec, n=n, v=v))
+    return rows
+
+
+def _torch_losses(spec):
+    torch = _torch_setup()
+    import torch.nn.functional as F
+    n, v = spec["n"], spec["v"]
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.randn(n, v, generator=g) * 2
+    y = torch.randint(0, v, (n,), generator=g)
+    y_ign = y.clone()
+    y_ign[torch.rand(n, generator=g) < 0.1] = -100
+    onehot = F.one_hot(y, v).float()
+    multi = (torch.rand(n, v, generator=g) < 0.01).float()
+    try:
+        from xentlib import torch as xl
+        xl_error = None
+    except Exception as exc:  # the backend may not exist yet
+        xl, xl_error = None, f"{type(exc).__name__}: {exc}"
+    once = _softmax_once_ce(torch)
+    cases = {
+        "sparse CE": (lambda z: F.cross_entropy(z, y),
+                      xl and (lambda z: xl.sparse_categorical_cross_entropy(y, z, from_logits=True))),
+        "sparse CE, smoothing 0.1": (
+            lambda z: F.cross_entropy(z, y, label_smoothing=0.1),
+            xl and (lambda z: xl.sparse_categorical_cross_entropy(
+                y, z, from_logits=True, label_smoothing=0.1))),
+        "sparse CE, 10% ignored": (
+            lambda z: F.cross_entropy(z, y_ign, ignore_index=-100),
+            xl and (lambda z: xl.sparse_categorical_cross_entropy(
+                y_ign, z, from_logits=True, ignore_index=-100))),
+        "categorical CE (one-hot)": (
+            lambda z: F.cross_entropy(z, onehot),
+            xl and (lambda z: xl.categorical_cross_entropy(onehot, z, from_logits=True))),
+        "binary CE (multi-label)": (
+            lambda z: F.binary_cross_entropy_with_logits(z, multi),
+            xl and (lambda z: xl.binary_cross_entropy(multi, z, from_logits=True))),
+        "softmax-once CE (bench reference)": (lambda z: F.cross_entropy(z, y),
+                                              lambda z: once(z, y)),
+    }
+    rows = []
+    for name, (builtin, ours) in cases.items():
+        row = {"framework": "torch", "loss": name, "n": n, "v": v}
+        for label, fn in (("builtin", builtin), ("xentlib", ours)):
+            if fn is None:
+                row[label + "_error"] = xl_error
+                continue
+            try:
+                def fwd():
+                    with torch.no_grad():
+                        fn(z0)
+
+                def fwd_bwd():
+                    z = z0.clone().requires_grad_()
+                    fn(z).backward()
+
+                row[label + "_fwd_s"] = median_seconds(fwd, spec["repeats"])[0]
+                row[label + "_fwdbwd_s"] = median_seconds(fwd_bwd, spec["repeats"])[0]
+            except Exception as exc:
+                row[label + "_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        rows.append(row)
+    # the clone in fwd_bwd is part of both sides; measure it to subtract in the report
+    rows.append({"framework": "torch", "loss": "clone of logits (overhead in fwd+bwd)", "n": n,
+                 "v": v, "clone_s": median_seconds(lambda: z0.clone(), spec["repeats"])[0]})
+    return rows
+
+
+def torch_linear(spec):
+    """One linear-CE method at each size in ``spec["vs"]`` (increasing): peak extra memory
+    of the first step at that size and the median fwd+bwd time.
+
+    PyTorch's CPU allocator returns large buffers to the system when they are freed
+    (glibc with the fixed mmap threshold set by run.py), so the sizes can share a
+    process; TensorFlow's cannot (one process per size there).
+    """
+    torch = _torch_setup()
+    import torch.nn.functional as F
+    from xentlib._linear_torch import linear_cross_entropy
+    n, d, method = spec["n"], spec["d"], spec["method"]
+
+    def naive(h, w, y):
+        return F.cross_entropy(F.linear(h, w), y)
+
+    if method == "naive":
+        fn = naive
+    elif method == "xentlib":
+        fn = linear_cross_entropy
+    elif method == "torch.nn.functional.linear_cross_entropy":
+        opts = torch.nn.LinearCrossEntropyOptions()
+        fn = lambda h, w, y: F.linear_cross_entropy(h, w, y, options=opts)  # noqa: E731
+    elif method == "torch.compile(naive)":
+        fn = torch.compile(naive)
+    else:
+        raise ValueError(method)
+    rows = []
+    for v in spec["vs"]:
+        g = torch.Generator().manual_seed(0)
+        h = (torch.randn(n, d, generator=g)).requires_grad_()
+        w = (torch.randn(v, d, generator=g) / d ** 0.5).requires_grad_()
+        y = torch.randint(0, v, (n,), generator=g)
+
+        def step():
+            h.grad = w.grad = None
+            fn(h, w, y).backward()
+            h.grad = w.grad = None
+
+        mem, first = first_step(step)
+        seconds, _ = median_seconds(step, spec["repeats"], warmup=False)
+        with torch.no_grad():
+            value = float(fn(h, w, y))
+        rows.append({"framework": "torch", "method": method, "n": n, "d": d, "v": v,
+                     "peak_extra_bytes": mem, "fwdbwd_s": seconds, "first_call_s": first,
+                     "loss": value})
+        del h, w, y
+    return rows
+
+
+# ---- TensorFlow ----------------------------------------------------------------
+
+def _tf_setup():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    return tf
+
+
+def tf_losses(spec):
+    """Plain losses from logits: xentlib.tensorflow vs tf.nn built-ins, time only."""
+    rows = []
+    for n, v in spec["sizes"]:
+        rows += _tf_losses(dict(spec, n=n, v=v))
+    return rows
+
+
+def _tf_losses(spec):
+    tf = _tf_setup()
+    n, v = spec["n"], spec["v"]
+    z0 = tf.random.stateless_normal((n, v), seed=(0, 1)) * 2
+    y = tf.random.stateless_uniform((n,), seed=(0, 2), maxval=v, dtype=tf.int32)
+    ign = tf.random.stateless_uniform((n,), seed=(0, 3)) < 0.1
+    y_ign = tf.where(ign, -100, y)
+    mask = tf.cast(~ign, tf.float32)
+    onehot = tf.one_hot(y, v)
+    smooth = onehot * 0.9 + 0.1 / v
+    multi = tf.cast(tf.random.stateless_uniform((n, v), seed=(0, 4)) < 0.01, tf.float32)
+    try:
+        from xentlib import tensorflow as xl
+        xl_error = None
+    except Exception as exc:
+        xl, xl_error = None, f"{type(exc).__name__}: {exc}"
+    nn = tf.nn
+    cases = {
+        "sparse CE": (lambda z: tf.reduce_mean(nn.sparse_softmax_cross_entropy_with_logits(y, z)),
+                      xl and (lambda z: xl.sparse_categorical_cross_entropy(
+                          y, z, from_logits=True))),
+        "sparse CE, smoothing 0.1": (
+            lambda z: tf.reduce_mean(nn.softmax_cross_entropy_with_logits(smooth, z)),
+            xl and (lambda z: xl.sparse_categorical_cross_entropy(
+                y, z, from_logits=True, label_smoothing=0.1))),
+        "sparse CE, 10% ignored": (
+            lambda z: tf.reduce_sum(nn.sparse_softmax_cross_entropy_with_logits(
+                tf.where(ign, 0, y), z) * mask) / tf.reduce_sum(mask),
+            xl and (lambda z: xl.sparse_categorical_cross_entropy(
+                y_ign, z, from_logits=True, ignore_index=-100))),
+        "categorical CE (one-hot)": (
+            lambda z: tf.reduce_mean(nn.softmax_cross_entropy_with_logits(onehot, z)),
+            xl and (lambda z: xl.categorical_cross_entropy(onehot, z, from_logits=True))),
+        "binary CE (multi-label)": (
+            lambda z: tf.reduce_mean(nn.sigmoid_cross_entropy_with_logits(multi, z)),
+            xl and (lambda z: xl.binary_cross_entropy(multi, z, from_logits=True))),
+    }
+    rows = []
+    for name, (builtin, ours) in cases.items():
+        row = {"framework": "tensorflow", "loss": name, "n": n, "v": v}
+        for label, fn in (("builtin", builtin), ("xentlib", ours)):
+            if fn is None:
+                row[label + "_error"] = xl_error
+                continue
+            try:
+                def fwd():
+                    fn(z0).numpy()
+
+                def fwd_bwd():
+                    with tf.GradientTape() as tape:
+                        tape.watch(z0)
+                        loss = fn(z0)
+                    tape.gradient(loss, z0).numpy()
+
+                row[label + "_fwd_s"] = median_seconds(fwd, spec["repeats"])[0]
+                row[label + "_fwdbwd_s"] = median_seconds(fwd_bwd, spec["repeats"])[0]
+            except Exception as exc:
+                row[label + "_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        rows.append(row)
+    return rows
+
+
+def tf_linear(spec):
+    tf = _tf_setup()
+    from xentlib._linear_tensorflow import linear_cross_entropy
+    n, d, v, method = spec["n"], spec["d"], spec["v"], spec["method"]
+    h = tf.random.stateless_normal((n, d), seed=(1, 1))
+    w = tf.random.stateless_normal((v, d), seed=(1, 2)) / d ** 0.5
+    y = tf.random.stateless_uniform((n,), seed=(1, 3), maxval=v, dtype=tf.int32)
+    if method == "naive":
+        def fn(h, w, y):
+            z = tf.matmul(h, w, transpose_b=True)
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, z))
+    elif method == "xentlib":
+        fn = linear_cross_entropy
+    else:
+        raise ValueError(method)
+
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch([h, w])
+            loss = fn(h, w, y)
+        gh, gw = tape.gradient(loss, [h, w])
+        gh.numpy(), gw.numpy()
+
+    mem, first = first_step(step)
+    seconds, _ = median_seconds(step, spec["repeats"], warmup=False)
+    return [{"framework": "tensorflow", "method": method, "n": n, "d": d, "v": v,
+             "peak_extra_bytes": mem, "fwdbwd_s": seconds, "first_call_s": first,
+             "loss": float(fn(h, w, y))}]
+
+
+# ---- the machine ---------------------------------------------------------------
+
+def machine(spec):
+    """Memory bandwidth (copy of a 256 MiB float32 array) and matmul throughput, one thread."""
+    torch = _torch_setup()
+    a = torch.ones(64 * 1024 * 1024)
+    b = torch.empty_like(a)
+    copy_s, _ = median_seconds(lambda: b.copy_(a), 5)
+    read_s, _ = median_seconds(lambda: a.sum(), 5)
+    n, d, v = spec["n"], spec["d"], spec["v"]
+    h, w = torch.randn(n, d), torch.randn(v, d)
+    mm_s, _ = median_seconds(lambda: h @ w.T, 3)
+    sq = torch.randn(1024, 1024)
+    sq_s, _ = median_seconds(lambda: sq @ sq, 3)
+    nbytes = a.numel() * 4
+    return [{"copy_GBps": 2 * nbytes / copy_s / 1e9, "read_GBps": nbytes / read_s / 1e9,
+             "matmul_GFLOPs": 2 * n * d * v / mm_s / 1e9, "matmul_shape": [n, d, v],
+             "matmul_square_GFLOPs": 2 * 1024 ** 3 / sq_s / 1e9}]
+
+
+CASES = {"torch_losses": torch_losses, "torch_linear": torch_linear, "tf_losses": tf_losses,
+         "tf_linear": tf_linear, "machine": machine}
+
+if __name__ == "__main__":
+    spec = json.loads(sys.argv[1])
+    print("RESULT " + json.dumps(CASES[spec["case"]](spec)), flush=True)

@@ -1,0 +1,331 @@
+"""`make bench`: xentlib against the frameworks' built-ins; writes bench/results/results.{json,md}.
+
+Every case runs in a fresh process (``bench/cases.py``), one thread per framework,
+so that peak memory can be read from the kernel's peak-RSS counter and the cases do
+not disturb each other. Times are medians of repeated steps; ratios compare two
+methods measured in the same run on the same inputs. ``--quick`` runs tiny sizes
+(a smoke test of the script, a few seconds per case); the committed results come
+from a plain ``make bench``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+FULL = dict(loss_sizes=[(512, 4096), (256, 32768)], loss_repeats=5,
+            linear_n=1024, linear_d=64, linear_vs=[32768, 65536, 131072], linear_repeats=3,
+            slow_repeats=2, slow_vs=[32768, 65536], compile_vs=[32768], timeout=400)
+QUICK = dict(loss_sizes=[(64, 512)], loss_repeats=2, linear_n=64, linear_d=16,
+             linear_vs=[2048, 4096], linear_repeats=2, slow_repeats=1, slow_vs=[2048],
+             compile_vs=[], timeout=300)
+TORCH_METHODS = ["naive", "xentlib", "torch.nn.functional.linear_cross_entropy",
+                 "torch.compile(naive)"]
+TF_METHODS = ["naive", "xentlib"]
+
+
+def run_case(spec, timeout):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0",
+               TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="1", PYTHONWARNINGS="ignore")
+    label = " ".join(f"{k}={v}" for k, v in spec.items() if k not in ("repeats", "case"))
+    label = f"{spec['case']} {label}"
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, os.path.join(HERE, "cases.py"), json.dumps(spec)],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        print(f"  {label}: timed out after {timeout} s", flush=True)
+        return [dict(spec, error=f"timed out after {timeout} s")]
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            print(f"  {label}: {time.perf_counter() - t0:.0f} s", flush=True)
+            return json.loads(line[len("RESULT "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    print(f"  {label}: failed: {' | '.join(tail)}", flush=True)
+    return [dict(spec, error=" | ".join(tail)[-300:])]
+
+
+def accuracy_check():
+    """float32 linear CE vs the float64 computation, several chunk sizes, all backends."""
+    import numpy as np
+    import tensorflow as tf
+    import torch
+
+    from xentlib import numpy as xnp
+    from xentlib._linear_numpy import linear_cross_entropy as lce_np
+    from xentlib._linear_tensorflow import linear_cross_entropy as lce_tf
+    from xentlib._linear_torch import linear_cross_entropy as lce_torch
+    rng = np.random.default_rng(0)
+    n, d, v = 256, 64, 8192
+    h = rng.normal(size=(n, d)).astype(np.float32)
+    w = (rng.normal(size=(v, d)) / 8).astype(np.float32)
+    y = rng.integers(0, v, n)
+    ref = float(xnp.sparse_categorical_cross_entropy(
+        y, h.astype(np.float64) @ w.astype(np.float64).T, from_logits=True))
+    worst = 0.0
+    for chunk in (1, 3, 64, 255, None):
+        for val in (lce_np(h, w, y, chunk_size=chunk),
+                    lce_torch(torch.tensor(h), torch.tensor(w), torch.tensor(y), chunk_size=chunk),
+                    lce_tf(tf.constant(h), tf.constant(w), tf.constant(y), chunk_size=chunk)):
+            worst = max(worst, abs(float(val) - ref) / abs(ref))
+    return {"n": n, "d": d, "v": v, "chunks": [1, 3, 64, 255, "default"],
+            "max_relative_error": worst}
+
+
+def physical(machine, linear, losses):
+    """Bytes of logits moved, and where measured times sit against this machine's limits."""
+    bw = machine["copy_GBps"] * 1e9
+    flops = machine["matmul_GFLOPs"] * 1e9
+    out = {"bandwidth_GBps": machine["copy_GBps"], "matmul_GFLOPs": machine["matmul_GFLOPs"],
+           "from_logits": [], "linear": []}
+    for row in losses:
+        if row.get("loss") == "sparse CE" and "builtin_fwdbwd_s" in row:
+            logits = row["n"] * row["v"]
+            floor_ns = 8 / bw * 1e9  # read the logits once, write the gradient once
+            entry = {"framework": row["framework"], "n": row["n"], "v": row["v"],
+                     "floor_ns_per_logit": floor_ns,
+                     "builtin_ns_per_logit": row["builtin_fwdbwd_s"] / logits * 1e9}
+            if "xentlib_fwdbwd_s" in row:
+                entry["xentlib_ns_per_logit"] = row["xentlib_fwdbwd_s"] / logits * 1e9
+            out["from_logits"].append(entry)
+    for row in linear:
+        if row.get("method") not in ("naive", "xentlib") or "fwdbwd_s" not in row:
+            continue
+        n, d, v = row["n"], row["d"], row["v"]
+        flop = 3 * 2 * n * d * v  # logits, grad of hidden, grad of weight
+        naive_bytes = 9 * 4 * n * v  # ~9 full passes over the float32 (N, V) logits
+        from xentlib._linear_numpy import default_chunk_size
+        chunks = -(-n // default_chunk_size(n, v))
+        # fused: chunk logits stay in cache when they fit; weight read twice and
+        # its gradient read+written once per chunk
+        fused_bytes = chunks * 4 * 4 * v * d
+        moved = naive_bytes if row["method"] == "naive" else fused_bytes
+        out["linear"].append({
+            "framework": row["framework"], "method": row["method"], "n": n, "d": d, "v": v,
+            "logit_bytes_moved_estimate": moved, "matmul_s_at_peak": flop / flops,
+            "memory_s_at_bandwidth": moved / bw, "measured_s": row["fwdbwd_s"]})
+    return out
+
+
+def goals(losses, linear, accuracy):
+    def ratios(key_a, key_b, rows):
+        return [r[key_a] / r[key_b] for r in rows if key_a in r and key_b in r]
+
+    res = []
+    for fw in ("torch", "tensorflow"):
+        plain = [r for r in losses if r["framework"] == fw and "xentlib" not in r["loss"]
+                 and "softmax-once" not in r["loss"] and "clone" not in r["loss"]]
+        fwd = ratios("xentlib_fwd_s", "builtin_fwd_s", plain)
+        fb = ratios("xentlib_fwdbwd_s", "builtin_fwdbwd_s", plain)
+        if fwd:
+            res.append({"goal": f"{fw}: plain losses no slower than the built-ins "
+                                f"(xentlib/built-in time, worst case)",
+                        "value": f"fwd {max(fwd):.2f}, fwd+bwd {max(fb):.2f}",
+                        "met": max(fwd) <= 1.0 and max(fb) <= 1.0})
+            res.append({"goal": f"{fw}: stretch, 2x faster from logits, fwd+bwd (best case)",
+                        "value": f"{min(fb):.2f}", "met": min(fb) <= 0.5})
+        else:
+            res.append({"goal": f"{fw}: plain losses vs built-ins", "value": "xentlib." + fw +
+                        " not available in this run", "met": None})
+        for opt in ("sparse CE, smoothing 0.1", "sparse CE, 10% ignored"):
+            extra = []
+            for r in losses:
+                if r["framework"] == fw and r["loss"] == opt:
+                    base = next((b for b in losses if b["framework"] == fw and b["n"] == r["n"]
+                                 and b["loss"] == "sparse CE"), None)
+                    if base and "xentlib_fwdbwd_s" in r and "xentlib_fwdbwd_s" in base:
+                        extra.append(r["xentlib_fwdbwd_s"] / base["xentlib_fwdbwd_s"] - 1)
+            if extra:
+                res.append({"goal": f"{fw}: {opt.split(', ')[1]} costs <= 10% extra "
+                                    f"(fwd+bwd, worst size)",
+                            "value": f"{100 * max(extra):+.0f}%", "met": max(extra) <= 0.10})
+    for fw, mem_goal in (("torch", 0.1), ("tensorflow", 1 / 3)):
+        for v in sorted({r["v"] for r in linear if r.get("framework") == fw}):
+            rows = {r["method"]: r for r in linear if r.get("framework") == fw and r["v"] == v
+                    and "fwdbwd_s" in r}
+            if "naive" not in rows or "xentlib" not in rows:
+                continue
+            mem = rows["xentlib"]["peak_extra_bytes"] / rows["naive"]["peak_extra_bytes"]
+            t = rows["xentlib"]["fwdbwd_s"] / rows["naive"]["fwdbwd_s"]
+            target = "1/10" if fw == "torch" else "1/3"
+            time_goal = fw == "torch"
+            met = mem <= mem_goal and (t <= 1.0 or not time_goal)
+            res.append({"goal": f"{fw}: linear CE at V={v}: extra memory <= {target} of naive"
+                                + (" and time <= naive" if time_goal else ""),
+                        "value": f"memory {mem:.3f}x, time {t:.2f}x",
+                        "met": met if v >= 65536 else None})
+    res.append({"goal": "float32 loss within 1e-6 (relative) of float64, any chunk size",
+                "value": f"{accuracy['max_relative_error']:.1e}",
+                "met": accuracy["max_relative_error"] <= 1e-6})
+    return res
+
+
+def fmt_bytes(b):
+    return f"{b / 2 ** 20:.0f} MiB" if b >= 2 ** 20 else f"{b / 2 ** 10:.0f} KiB"
+
+
+def markdown(results):
+    c = results["conditions"]
+    lines = ["# xentlib benchmark results", "",
+             f"Run {c['date']} on {c['cpu']} ({c['cores']} cores), {c['python']}, "
+             f"torch {c['torch']}, tensorflow {c['tensorflow']}; one thread per framework; "
+             f"load average {c['load_before']} before, {c['load_after']} after the run "
+             f"(a shared machine: times are noisy, ratios within one run are what counts). "
+             f"Wall time of the suite: {c['wall_s']:.0f} s.", "",
+             "Method: " + c["method"], "", "## Goals", "", "| goal | measured | met |",
+             "|---|---|---|"]
+    for g in results["goals"]:
+        met = {True: "yes", False: "**no**", None: "(info)"}[g["met"]]
+        lines.append(f"| {g['goal']} | {g['value']} | {met} |")
+    lines += ["", "## Losses from logits (time ratio xentlib / built-in, same inputs, same run)", "",
+              "| framework | loss | N | V | built-in fwd ms | ratio fwd | built-in fwd+bwd ms "
+              "| ratio fwd+bwd | ns/logit fwd+bwd (built-in / xentlib) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["losses"]:
+        if "builtin_fwd_s" not in r:
+            continue
+        nv = r["n"] * r["v"]
+        if "xentlib_fwd_s" in r:
+            rf = f"{r['xentlib_fwd_s'] / r['builtin_fwd_s']:.2f}"
+            rb = f"{r['xentlib_fwdbwd_s'] / r['builtin_fwdbwd_s']:.2f}"
+            ns = f"{r['builtin_fwdbwd_s'] / nv * 1e9:.1f} / {r['xentlib_fwdbwd_s'] / nv * 1e9:.1f}"
+        else:
+            rf = rb = "n/a"
+            ns = f"{r['builtin_fwdbwd_s'] / nv * 1e9:.1f} / n/a"
+        lines.append(f"| {r['framework']} | {r['loss']} | {r['n']} | {r['v']} | "
+                     f"{1e3 * r['builtin_fwd_s']:.1f} | {rf} | {1e3 * r['builtin_fwdbwd_s']:.1f} | "
+                     f"{rb} | {ns} |")
+    errs = sorted({r["xentlib_error"] for r in results["losses"] if r.get("xentlib_error")})
+    if errs:
+        lines += ["", "xentlib backend errors in this run: " + "; ".join(errs)]
+    lines += ["", "## Linear cross-entropy (forward+backward for hidden and weight)", "",
+              "| framework | method | N | d | V | extra peak memory | time s | memory / naive "
+              "| time / naive |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["linear"]:
+        if "fwdbwd_s" not in r:
+            lines.append(f"| {r.get('framework', '')} | {r.get('method')} | {r.get('n')} | "
+                         f"{r.get('d')} | {r.get('v')} | failed: {r.get('error', '')[:80]} | | | |")
+            continue
+        naive = next((b for b in results["linear"] if b.get("framework") == r["framework"]
+                      and b.get("v") == r["v"] and b.get("method") == "naive" and "fwdbwd_s" in b),
+                     None)
+        mr = tr = ""
+        if naive:
+            mr = f"{r['peak_extra_bytes'] / naive['peak_extra_bytes']:.3f}"
+            tr = f"{r['fwdbwd_s'] / naive['fwdbwd_s']:.2f}"
+        lines.append(f"| {r['framework']} | {r['method']} | {r['n']} | {r['d']} | {r['v']} | "
+                     f"{fmt_bytes(r['peak_extra_bytes'])} | {r['fwdbwd_s']:.2f} | {mr} | {tr} |")
+    p = results["physical"]
+    lines += ["", "## The physical limit", "",
+              f"Measured here, one thread: memory bandwidth {p['bandwidth_GBps']:.1f} GB/s "
+              f"(copy of 256 MiB), matmul {p['matmul_GFLOPs']:.1f} GFLOP/s "
+              f"(shape N x d by d x V of the linear cases).", ""]
+    for e in p["from_logits"]:
+        x = f", xentlib {e['xentlib_ns_per_logit']:.1f}" if "xentlib_ns_per_logit" in e else ""
+        lines.append(f"- {e['framework']} sparse CE from logits, N={e['n']}, V={e['v']}: "
+                     f"built-in {e['builtin_ns_per_logit']:.1f} ns/logit{x}; the memory floor "
+                     f"(read each logit once, write its gradient once, 8 bytes) is "
+                     f"{e['floor_ns_per_logit']:.1f} ns/logit at the measured bandwidth.")
+    for e in p["linear"]:
+        lines.append(f"- {e['framework']} {e['method']} V={e['v']}: about "
+                     f"{fmt_bytes(e['logit_bytes_moved_estimate'])} of logit/weight traffic "
+                     f"({e['memory_s_at_bandwidth']:.2f} s at the bandwidth), matmuls "
+                     f"{e['matmul_s_at_peak']:.2f} s at the measured throughput; measured "
+                     f"{e['measured_s']:.2f} s.")
+    lines += ["", "The naive form writes the N x V logits and passes over them about nine times "
+              "(max, exp-sum, log-softmax, the gradient, two matmuls reading it), all from DRAM "
+              "once N x V exceeds the caches; the fused form passes over one chunk at a time, "
+              "so its extra traffic is re-reading the weight and its gradient once per chunk. "
+              "Both are bound by the three matmuls (2 N d V flops each) once d is large."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, smoke test")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = parser.parse_args()
+    cfg = QUICK if args.quick else FULL
+    t0 = time.perf_counter()
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print("machine limits", flush=True)
+    machine = run_case({"case": "machine", "n": cfg["linear_n"], "d": cfg["linear_d"],
+                        "v": cfg["linear_vs"][0]}, cfg["timeout"])[0]
+    print("losses from logits", flush=True)
+    losses = []
+    for case in ("torch_losses", "tf_losses"):
+        losses += run_case({"case": case, "sizes": cfg["loss_sizes"],
+                            "repeats": cfg["loss_repeats"]}, cfg["timeout"])
+    print("linear cross-entropy", flush=True)
+    linear = []
+    base = {"n": cfg["linear_n"], "d": cfg["linear_d"]}
+    for m in TORCH_METHODS:  # one process per method, sizes in increasing order
+        slow = m.startswith("torch.")
+        vs = {"torch.compile(naive)": cfg["compile_vs"],
+              "torch.nn.functional.linear_cross_entropy": cfg["slow_vs"]}.get(m, cfg["linear_vs"])
+        if vs:
+            linear += run_case(dict(base, case="torch_linear", method=m, vs=vs,
+                                    repeats=cfg["slow_repeats"] if slow else cfg["linear_repeats"]),
+                               cfg["timeout"])
+    for v in cfg["linear_vs"]:  # TensorFlow keeps freed memory: one process per size
+        for m in TF_METHODS:
+            linear += run_case(dict(base, case="tf_linear", method=m, v=v,
+                                    repeats=cfg["linear_repeats"]), cfg["timeout"])
+    print("float32 accuracy", flush=True)
+    accuracy = accuracy_check()
+    import tensorflow as tf
+    import torch
+    results = {
+        "conditions": {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "tensorflow": tf.__version__,
+            "load_before": load_before,
+            "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "quick": args.quick, "config": cfg,
+            "method": ("each case in a fresh process; extra peak memory = peak RSS (VmHWM, reset "
+                       "through /proc/self/clear_refs) during the first forward+backward minus "
+                       "RSS just before it (inputs excluded; gradients and temporaries included); "
+                       "time = median of the repeated steps after it "
+                       f"({cfg['loss_repeats']} for losses, {cfg['linear_repeats']} for linear CE, "
+                       f"{cfg['slow_repeats']} for torch's linear_cross_entropy and torch.compile, "
+                       "whose first call, compilation included, is in first_call_s); "
+                       "one thread (torch.set_num_threads(1), TF intra/inter-op 1)."),
+            "wall_s": time.perf_counter() - t0},
+        "machine": machine, "losses": losses, "linear": linear, "accuracy": accuracy,
+    }
+    results["physical"] = physical(machine, linear, losses)
+    results["goals"] = goals(losses, linear, accuracy)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    md = markdown(results)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+def _cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    statistics.median([1])
+    main()

@@ -1,0 +1,356 @@
+"""The built HTML book in a real browser, with no network.
+
+1. Builds the book from the notebooks' STORED outputs (``execute_notebooks: off``,
+   ``-W -n``) into a temporary directory; nbval checks elsewhere that the stored
+   outputs are what the code produces, so nothing is re-executed here.
+2. Installs Debian's ``chromium`` if it is missing (``apt-get``, as root); the
+   test is skipped, saying so, only when apt-get is not available at all.
+3. Serves the HTML on 127.0.0.1 inside a fresh network namespace
+   (``unshare -n``: only a loopback interface exists, so nothing can leave the
+   machine) and loads every page of ``_toc.yml`` in headless Chromium driven by
+   Playwright (``executable_path=/usr/bin/chromium``; Playwright's own browser
+   downloads are never used).
+4. Asserts per page: math typeset by the vendored MathJax (every ``.math``
+   element holds an ``mjx-container``, no raw ``$$``, ``\\(`` or ``\\[`` left in
+   the text), every image loaded (``naturalWidth > 0``), no console error, no
+   failed or non-local request; framework tabs: one click switches every
+   tab-set on the page, and the choice is the default on the next page.
+   One chapter is also opened straight from disk (``file://``).
+5. Saves a full-page screenshot (JPEG) of every page in ``test-artifacts/``.
+
+Run alone: ``.venv/bin/python -m pytest -q tests/test_browser.py``.
+This file is also the script that runs inside the namespace (``__main__``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+BUILD_TIMEOUT = 900
+BROWSER_TIMEOUT = 600
+
+
+def toc_docnames(toc_path=ROOT / "_toc.yml"):
+    """Every page of the table of contents, root first, in reading order."""
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf8"))
+    names = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                names.append(entry["file"])
+            for key in ("chapters", "sections", "parts"):
+                walk(entry.get(key))
+    walk(toc.get("chapters"))
+    walk(toc.get("parts"))
+    return [str(Path(n).with_suffix("")) if Path(n).suffix in (".md", ".ipynb") else n
+            for n in names]
+
+
+PAGES = toc_docnames()
+
+
+# ---- set-up: chromium, build -----------------------------------------------------
+
+def ensure_chromium():
+    if os.path.exists(CHROMIUM):
+        return
+    if shutil.which("apt-get") is None:
+        pytest.skip("Debian's chromium is not installed and apt-get is not available: "
+                    "browser test skipped (install chromium to run it)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and os.path.exists(CHROMIUM), \
+        f"apt-get install chromium failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+
+
+def build_book(out_dir: Path) -> Path:
+    """Build the HTML book from stored outputs into ``out_dir``; return the html folder."""
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        from stored_outputs_config import stored_outputs_config  # execute_notebooks: off
+    finally:
+        sys.path.pop(0)
+    cfg = stored_outputs_config(out_dir / "_config.yml")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(ROOT), "--config", str(cfg), "--toc", str(ROOT / "_toc.yml"),
+           "--path-output", str(out_dir), "-W", "-n", "--keep-going"]
+    env = dict(os.environ, PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=BUILD_TIMEOUT)
+    log = done.stdout + done.stderr
+    (out_dir / "build.log").write_text(log, encoding="utf8")
+    warnings = [line for line in log.splitlines()
+                if ("WARNING" in line or "ERROR" in line) and "absl" not in line]
+    assert done.returncode == 0, \
+        "jupyter-book build -W -n failed:\n" + "\n".join(warnings[:40] or log.splitlines()[-40:])
+    return out_dir / "_build" / "html"
+
+
+def network_isolation_available():
+    try:
+        return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    ensure_chromium()
+    html = build_book(tmp_path_factory.mktemp("book"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in [*ARTIFACTS.glob("*.png"), *ARTIFACTS.glob("*.jpg")]:
+        old.unlink()
+    results = tmp_path_factory.mktemp("browser") / "results.json"
+    isolated = network_isolation_available()
+    cmd = [sys.executable, __file__, str(html), str(results), str(ARTIFACTS), *PAGES]
+    if isolated:
+        cmd = ["unshare", "-n", *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=BROWSER_TIMEOUT)
+    assert done.returncode == 0, f"browser run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    data = json.loads(results.read_text(encoding="utf8"))
+    shutil.copy(results, ARTIFACTS / "browser-results.json")
+    data["isolated"] = isolated
+    data["html"] = html
+    return data
+
+
+# ---- the tests -----------------------------------------------------------------------
+
+def test_pages_come_from_the_toc():
+    assert PAGES and PAGES[0] == "book/index"
+
+
+def test_served_without_network(site):
+    """Inside ``unshare -n`` there is no route off the machine (only if unshare is allowed)."""
+    if not site["isolated"]:
+        pytest.skip("unshare -n not permitted here: only the request monitor guards the network")
+    assert site["interfaces"] == ["lo"], site["interfaces"]
+
+
+def test_no_remote_scripts_or_styles_in_html(site):
+    """Static check of every built page: nothing is loaded from a CDN."""
+    import re
+    remote = re.compile(r'(?:src|href)="(?:https?:)?//')
+    tags = re.compile(r'<script\b[^>]*>|<link\b[^>]*rel="(?:stylesheet|preload|icon|modulepreload)"[^>]*>')
+    bad = {}
+    for page in Path(site["html"]).rglob("*.html"):
+        for tag in tags.findall(page.read_text(encoding="utf8")):
+            if remote.search(tag):
+                bad.setdefault(str(page.relative_to(site["html"])), []).append(tag)
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_page(site, docname):
+    r = site["pages"][docname]
+    assert r["status"] == 200, f"{docname}: HTTP {r['status']}"
+    assert not r["outside_requests"], f"{docname}: requests leaving 127.0.0.1: {r['outside_requests']}"
+    assert not r["failed"], f"{docname}: failed requests: {r['failed']}"
+    assert not r["console_errors"], f"{docname}: console errors: {r['console_errors']}"
+    assert not r["broken_images"], f"{docname}: images not loaded: {r['broken_images']}"
+    assert r["math_nodes"] == r["math_typeset"], \
+        f"{docname}: {r['math_nodes'] - r['math_typeset']} of {r['math_nodes']} math elements not typeset"
+    if r["math_nodes"]:
+        assert r["mjx"] >= r["math_nodes"] and r["mathjax_loaded"]
+    assert not r["raw_tex"], f"{docname}: raw TeX left in the page: {r['raw_tex']}"
+    for check in r["tab_checks"]:
+        assert check["switched"] == check["tab_sets"], \
+            f"{docname}: clicking {check['framework']} switched {check['switched']} of " \
+            f"{check['tab_sets']} tab-sets that have it"
+    assert Path(r["screenshot"]).is_file()
+
+
+def test_framework_tabs_exist_and_persist(site):
+    pages = [p for p in site["pages"].values() if p["tab_sets"]]
+    if not pages:
+        pytest.skip("no chapter in _toc.yml has framework tabs yet")
+    for p in pages:
+        assert p["tab_checks"], f"{p['docname']}: tab-sets present but never clicked"
+    restored = [p for p in pages if p["restored"] is not None]
+    for p in restored:
+        assert p["restored"]["ok"], f"{p['docname']}: {p['restored']}"
+
+
+def test_opens_from_disk(site):
+    r = site["file_url"]
+    if r is None:
+        pytest.skip("no page with math to open from disk")
+    assert r["math_nodes"] == r["math_typeset"], r
+    assert not r["console_errors"], r["console_errors"]
+    assert not r["broken_images"], r["broken_images"]
+
+
+# ---- the browser run (inside the network namespace) -------------------------------------
+
+PAGE_PROBE = r"""
+async () => {
+  const out = {};
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+    out.mathjax_loaded = true;
+  } else { out.mathjax_loaded = false; }
+  // images: make lazy ones eager and wait for every image to settle
+  const imgs = Array.from(document.images);
+  imgs.forEach(i => { i.loading = "eager"; });
+  await Promise.all(imgs.map(i => i.complete ? null :
+      new Promise(r => { i.addEventListener("load", r); i.addEventListener("error", r);
+                         setTimeout(r, 10000); })));
+  out.broken_images = imgs.filter(i => !(i.complete && i.naturalWidth > 0))
+                          .map(i => i.getAttribute("src"));
+  const maths = Array.from(document.querySelectorAll(".math"));
+  out.math_nodes = maths.length;
+  out.math_typeset = maths.filter(m => m.querySelector("mjx-container")).length;
+  out.mjx = document.querySelectorAll("mjx-container").length;
+  // raw TeX: text outside code, outside MathJax output
+  const main = document.querySelector("main") || document.body;
+  const clone = main.cloneNode(true);
+  clone.querySelectorAll("pre, code, mjx-container, script, style, .highlight, textarea")
+       .forEach(n => n.remove());
+  const text = clone.textContent;
+  out.raw_tex = [];
+  for (const pat of ["$$", "\\(", "\\[", "\\begin{", "\\frac", "\\sum"]) {
+    const k = text.indexOf(pat);
+    if (k >= 0) out.raw_tex.push(text.slice(Math.max(0, k - 40), k + 60).replace(/\s+/g, " "));
+  }
+  out.tab_sets = document.querySelectorAll(".sd-tab-set.framework-tabs").length;
+  return out;
+}
+"""
+
+CHECKED = r"""
+() => Array.from(document.querySelectorAll(".sd-tab-set.framework-tabs")).map(set => {
+  const ids = Array.from(set.querySelectorAll(":scope > label")).map(l => l.dataset.syncId);
+  const inputs = Array.from(set.querySelectorAll(":scope > input"));
+  const k = inputs.findIndex(i => i.checked);
+  return {ids: ids, checked: k >= 0 ? ids[k] : null};
+})
+"""
+
+
+def run_browser(html_dir, results_path, artifacts, pages):
+    import functools
+    import http.server
+    import threading
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    if subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True).returncode:
+        pass  # not in a fresh namespace: lo is already up
+    # /proc/net/dev lists the interfaces of this process's network namespace
+    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+    interfaces = sorted(line.split(":")[0].strip() for line in lines)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=html_dir))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    results = {"interfaces": interfaces, "pages": {}, "file_url": None}
+    local = ("data:", "blob:", "about:", base)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-dev-shm-usage"])
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        events = {}
+
+        def reset():
+            events.update(requests=[], console_errors=[], failed=[])
+        reset()
+        page.on("request", lambda r: events["requests"].append(r.url))
+        page.on("console", lambda m: m.type == "error" and events["console_errors"].append(
+            f"{m.text} @ {m.location.get('url', '')}"))
+        page.on("pageerror", lambda e: events["console_errors"].append(f"uncaught: {e}"))
+        page.on("requestfailed", lambda r: events["failed"].append(f"{r.url}: {r.failure}"))
+        page.on("response", lambda r: r.status >= 400 and events["failed"].append(
+            f"{r.url}: HTTP {r.status}"))
+
+        last_choice = None
+        math_page = None
+        for n, docname in enumerate(pages):
+            started = time.monotonic()
+            reset()
+            response = page.goto(base + docname + ".html", wait_until="load")
+            r = page.evaluate(PAGE_PROBE)
+            r["docname"] = docname
+            r["status"] = response.status if response else None
+            if r["math_nodes"] and math_page is None:
+                math_page = docname
+            # tabs: was the previous page's choice restored here?
+            sets = page.evaluate(CHECKED)
+            r["restored"] = None
+            if sets and last_choice is not None:
+                expected = [last_choice if last_choice in s["ids"] else s["ids"][0] for s in sets]
+                got = [s["checked"] for s in sets]
+                r["restored"] = {"ok": expected == got, "expected": expected, "got": got,
+                                 "previous_choice": last_choice}
+            # tabs: click each framework in turn, all tab-sets having it must follow
+            r["tab_checks"] = []
+            frameworks = sorted({i for s in sets for i in s["ids"]},
+                                key=["pytorch", "tensorflow", "numpy"].index)
+            if frameworks:
+                order = frameworks[1:] + frameworks[:1]
+                order = order[n % len(order):] + order[:n % len(order)]
+                for fw in order:
+                    label = page.locator(
+                        f".sd-tab-set.framework-tabs > label[data-sync-id='{fw}']").first
+                    label.scroll_into_view_if_needed()
+                    label.click()
+                    after = page.evaluate(CHECKED)
+                    having = [s for s in after if fw in s["ids"]]
+                    r["tab_checks"].append({
+                        "framework": fw, "tab_sets": len(having),
+                        "switched": sum(s["checked"] == fw for s in having)})
+                    last_choice = fw
+                page.evaluate("window.scrollTo(0, 0)")
+            shot = Path(artifacts) / (docname.replace("/", "__") + ".jpg")
+            page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=80)
+            r["screenshot"] = str(shot)
+            r["outside_requests"] = sorted({u for u in events["requests"] if not u.startswith(local)})
+            r["console_errors"] = list(events["console_errors"])
+            r["failed"] = list(events["failed"])
+            r["seconds"] = round(time.monotonic() - started, 1)
+            results["pages"][docname] = r
+
+        if math_page is not None:  # a reader opening the files straight from disk
+            reset()
+            disk = context.new_page()
+            disk.on("console", lambda m: m.type == "error" and events["console_errors"].append(m.text))
+            disk.on("pageerror", lambda e: events["console_errors"].append(f"uncaught: {e}"))
+            disk.goto(Path(html_dir, math_page + ".html").as_uri(), wait_until="load")
+            r = disk.evaluate(PAGE_PROBE)
+            r["console_errors"] = list(events["console_errors"])
+            r["docname"] = math_page
+            disk.screenshot(path=str(Path(artifacts) / ("file__" + math_page.replace("/", "__") + ".jpg")),
+                            type="jpeg", quality=80)
+            results["file_url"] = r
+        browser.close()
+    server.shutdown()
+    Path(results_path).write_text(json.dumps(results, indent=1), encoding="utf8")
+
+
+if __name__ == "__main__":
+    run_browser(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:])

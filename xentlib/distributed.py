@@ -1,0 +1,140 @@
+r"""Vocabulary-parallel cross-entropy for PyTorch (``torch.distributed``), Megatron-LM style.
+
+With a vocabulary of V classes split over R ranks, rank r holds the logits of its
+own classes only, ``logits[..., start_r : start_r + V_r]`` (the shards are
+contiguous and in rank order; their sizes may differ). This is what a
+column-parallel output layer produces: each rank multiplies the hidden states by
+its own shard of the output weight, so the full ``(N, V)`` logits never exist on
+any rank. The softmax needs three numbers per row that span the whole
+vocabulary: the maximum, the sum of exponentials and the target logit (plus, for
+label smoothing, the sum of all logits). Each rank computes them on its shard and
+two ``all_reduce`` calls (one MAX, one SUM of the stacked partial sums) combine
+them. The backward pass needs no communication: the gradient on rank r is its
+slice of :math:`\operatorname{softmax}(z) - t`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from xentlib import _validate as V
+
+__all__ = ["vocab_parallel_cross_entropy", "vocab_shard"]
+
+
+def vocab_shard(vocab_size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``(start, stop)`` of rank ``rank``'s classes when ``vocab_size`` is split evenly.
+
+    The first ``vocab_size % world_size`` ranks get one class more.
+
+    >>> [vocab_shard(10, r, 4) for r in range(4)]
+    [(0, 3), (3, 6), (6, 8), (8, 10)]
+    """
+    base, extra = divmod(vocab_size, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+def vocab_parallel_cross_entropy(logits_shard, labels, *, group=None, ignore_index=None,
+                                 label_smoothing=0.0, reduction="mean"):
+    r"""Sparse cross-entropy whose logits are split over ranks along the vocabulary.
+
+    .. math:: \operatorname{lse}(z_n) = m_n + \log \sum_{r} \sum_{c \in \text{shard}_r}
+              e^{z_{n,c} - m_n}, \quad m_n = \max_r \max_{c \in \text{shard}_r} z_{n,c},
+              \qquad \ell_n = (1-\varepsilon)\big(\operatorname{lse}(z_n) - z_{n,y_n}\big)
+              + \frac{\varepsilon}{V}\sum_{c}\big(\operatorname{lse}(z_n) - z_{n,c}\big)
+
+    ``logits_shard`` is this rank's ``(..., V_r)`` slice of the logits (ranks in
+    order, see :func:`vocab_shard`), ``labels`` the *global* class indices, the
+    same tensor on every rank. Every rank returns the same loss, equal to
+    ``sparse_categorical_cross_entropy(labels, full_logits, from_logits=True,
+    ...)`` (PyTorch semantics; ``'mean'`` over kept items, 0 if none), and
+    autograd gives each rank the gradient of its own shard. Needs an initialised
+    process group (any backend with MAX/SUM ``all_reduce`` and ``all_gather``,
+    e.g. gloo on CPU); ``group`` selects a sub-group.
+    """
+    if not isinstance(logits_shard, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise TypeError("logits_shard and labels must be torch.Tensors")
+    if not logits_shard.dtype.is_floating_point:
+        raise V.not_float("logits_shard", logits_shard.dtype)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise V.not_integer("labels", labels.dtype)
+    eps = V.check_fraction("label_smoothing", label_smoothing)
+    ignore_index = V.check_int("ignore_index", ignore_index, allow_none=True)
+    V.check_reduction(reduction)
+    if logits_shard.ndim < 1 or tuple(labels.shape) != tuple(logits_shard.shape[:-1]):
+        raise V.labels_shape("labels", labels.shape, logits_shard.shape[:-1])
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError("vocab_parallel_cross_entropy needs torch.distributed.init_process_group")
+    local = logits_shard.shape[-1]
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(sizes, torch.tensor([local], dtype=torch.int64), group=group)
+    sizes = [int(s) for s in sizes]
+    rank = dist.get_rank(group)
+    start, vocab = sum(sizes[:rank]), sum(sizes)
+    z = logits_shard.reshape(-1, local)
+    y = labels.reshape(-1).long()
+    if V.value_checks_enabled():
+        if not bool(torch.isfinite(z).all()):
+            raise V.not_finite("logits_shard")
+        bad = (y < 0) | (y >= vocab)
+        if ignore_index is not None:
+            bad &= y != ignore_index
+        if bool(bad.any()):
+            raise V.bad_labels("labels", int(y[bad].min()), int(y[bad].max()), vocab, ignore_index)
+    out = _VocabParallelCE.apply(z, y, start, vocab, ignore_index, eps, reduction, group)
+    return out.reshape(labels.shape) if reduction == "none" else out
+
+
+class _VocabParallelCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, y, start, vocab, ignore_index, eps, reduction, group):
+        ctx.in_dtype = z.dtype
+        work = torch.float64 if z.dtype == torch.float64 else torch.float32
+        z = z.to(work)
+        kept = torch.ones_like(y, dtype=torch.bool) if ignore_index is None else y != ignore_index
+        local = y - start
+        mine = kept & (local >= 0) & (local < z.shape[1])
+        local = torch.where(mine, local, 0)
+        row_max = z.amax(dim=1) if z.shape[1] else torch.full((z.shape[0],), -torch.inf,
+                                                              dtype=work)
+        dist.all_reduce(row_max, op=dist.ReduceOp.MAX, group=group)
+        shifted = z - row_max[:, None]
+        e = shifted.exp()
+        partial = torch.stack([
+            e.sum(dim=1),
+            torch.where(mine, shifted.gather(1, local[:, None])[:, 0], 0.0),
+            shifted.sum(dim=1) if eps > 0 else torch.zeros_like(row_max)])
+        dist.all_reduce(partial, op=dist.ReduceOp.SUM, group=group)
+        sum_exp, z_y, z_sum = partial
+        lse = sum_exp.log()
+        loss = (1 - eps) * (lse - z_y) + eps * (lse - z_sum / vocab)
+        loss = torch.where(kept, loss, 0.0)
+        e.div_(sum_exp[:, None])                      # this shard's softmax, kept for backward
+        count = int(kept.sum())
+        ctx.save_for_backward(e, local, mine, kept)
+        ctx.eps, ctx.vocab, ctx.reduction, ctx.count = eps, vocab, reduction, count
+        if reduction == "none":
+            return loss
+        total = loss.sum(dtype=torch.float64)
+        if reduction == "mean":
+            total = total / count if count else total * 0
+        return total.to(work)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        p, local, mine, kept = ctx.saved_tensors
+        eps = ctx.eps
+        if ctx.reduction == "none":
+            scale = grad_out.to(p.dtype)
+        else:
+            scale = grad_out.to(p.dtype) / (ctx.count if ctx.reduction == "mean" and ctx.count
+                                            else 1)
+            scale = scale.expand(p.shape[0])
+        scale = torch.where(kept, scale, 0.0)
+        grad = p * scale[:, None]
+        grad.scatter_add_(1, local[:, None], torch.where(mine, -(1 - eps) * scale, 0.0)[:, None])
+        if eps > 0:
+            grad.sub_((eps / ctx.vocab * scale)[:, None])
+        return grad.to(ctx.in_dtype), None, None, None, None, None, None, None

@@ -1,0 +1,137 @@
+r"""xentlib.metrics: evaluation helpers for the book's chapter 4 (NumPy only).
+
+Inputs are NumPy arrays or anything ``np.asarray`` accepts (a CPU torch
+tensor, an eager TensorFlow tensor). Class probabilities have the class axis
+last; for a binary model with one sigmoid output ``p``, pass
+``np.stack([1 - p, p], axis=-1)``.
+
+* :func:`accuracy`: fraction of correct predictions.
+* :func:`majority_class_accuracy`, :func:`prior_cross_entropy`: the trivial
+  baselines that ignore the input (always the most frequent training class;
+  always the training class frequencies).
+* :func:`reliability_bins`, :func:`expected_calibration_error`: calibration of
+  the top-class confidence (Guo et al., 2017).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["accuracy", "majority_class_accuracy", "prior_cross_entropy",
+           "reliability_bins", "expected_calibration_error"]
+
+
+def _labels(labels):
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers; got dtype {labels.dtype}")
+    return labels
+
+
+def accuracy(labels, predictions):
+    """Fraction of items whose prediction equals the label.
+
+    ``predictions`` is either class ids (same shape as ``labels``) or scores
+    with one extra, last axis (probabilities or logits), reduced by argmax.
+
+    >>> from xentlib import metrics
+    >>> metrics.accuracy([0, 1, 1], [0, 1, 0])
+    0.6666666666666666
+    >>> metrics.accuracy([0, 1], [[0.9, 0.1], [0.3, 0.7]])
+    1.0
+    """
+    labels = _labels(labels)
+    predictions = np.asarray(predictions)
+    if predictions.ndim == labels.ndim + 1:
+        predictions = predictions.argmax(-1)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions must have shape {labels.shape} (class ids) or "
+                         f"{labels.shape} + (C,) (scores); got {predictions.shape}")
+    return float((predictions == labels).mean())
+
+
+def majority_class_accuracy(train_labels, test_labels):
+    """Test accuracy of always predicting the most frequent *training* class.
+
+    >>> from xentlib import metrics
+    >>> metrics.majority_class_accuracy([0, 1, 1, 2], [1, 2, 1, 1])
+    0.75
+    """
+    train_labels, test_labels = _labels(train_labels), _labels(test_labels)
+    majority = np.bincount(train_labels.ravel()).argmax()
+    return float((test_labels == majority).mean())
+
+
+def prior_cross_entropy(train_labels, test_labels, num_classes=None):
+    r"""Mean test cross-entropy (nats) of the input-blind model that predicts the training class frequencies.
+
+    .. math:: H = -\frac{1}{N}\sum_{n=1}^{N} \log \hat\pi_{y_n}, \qquad
+              \hat\pi_c = \frac{\#\{\text{training labels} = c\}}{N_\text{train}}
+
+    The loss any classifier must beat to have learned something from its input;
+    with :math:`C` balanced classes it is about :math:`\log C`. A class absent
+    from the training labels gives :math:`+\infty` if it occurs in the test.
+
+    >>> from xentlib import metrics
+    >>> round(metrics.prior_cross_entropy([0, 1, 2, 3], [3, 2, 1, 0]), 6)   # log 4
+    1.386294
+    """
+    train_labels, test_labels = _labels(train_labels), _labels(test_labels)
+    if num_classes is None:
+        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    prior = np.bincount(train_labels.ravel(), minlength=num_classes) / train_labels.size
+    with np.errstate(divide="ignore"):
+        return float(-np.log(prior[test_labels.ravel()]).mean())
+
+
+def reliability_bins(labels, probs, n_bins=10):
+    r"""Per-bin mean confidence, accuracy and count of the top-class predictions.
+
+    The top-class confidence :math:`\max_c p_c` of each item falls into one of
+    ``n_bins`` equal-width bins of (0, 1] (right-closed, as in Guo et al.,
+    2017). Returns ``(confidence, accuracy, count)``, three arrays of length
+    ``n_bins``; empty bins hold NaN confidence and accuracy. A perfectly
+    calibrated model has ``accuracy == confidence`` in every bin.
+
+    >>> import numpy as np
+    >>> from xentlib import metrics
+    >>> p = np.array([[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]])
+    >>> conf, acc, count = metrics.reliability_bins([0, 1, 1, 0], p, n_bins=2)
+    >>> conf.tolist(), acc.tolist(), count.tolist()
+    ([nan, 0.775], [nan, 0.5], [0, 4])
+    """
+    labels = _labels(labels).ravel()
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs.reshape(-1, probs.shape[-1])
+    if probs.shape[0] != labels.size:
+        raise ValueError(f"probs must have one row per label ({labels.size}); got {probs.shape[0]}")
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer; got {n_bins!r}")
+    top = probs.max(-1)
+    correct = probs.argmax(-1) == labels
+    which = np.clip(np.ceil(top * n_bins).astype(int) - 1, 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore"):
+        conf = np.bincount(which, weights=top, minlength=n_bins) / count
+        acc = np.bincount(which, weights=correct, minlength=n_bins) / count
+    return conf, acc, count
+
+
+def expected_calibration_error(labels, probs, n_bins=10):
+    r"""Expected calibration error (ECE) of the top-class confidence, equal-width bins.
+
+    .. math:: \mathrm{ECE} = \sum_{b=1}^{B} \frac{|B_b|}{N}\,
+              \big|\operatorname{acc}(B_b) - \operatorname{conf}(B_b)\big|
+
+    (Guo et al., 2017). 0 is perfect; a model that is 90 % sure and right half
+    the time scores 0.4. The value depends on ``n_bins``; report it with the
+    score.
+
+    >>> import numpy as np
+    >>> from xentlib import metrics
+    >>> p = np.array([[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]])
+    >>> round(metrics.expected_calibration_error([0, 1, 1, 0], p, n_bins=2), 4)
+    0.275
+    """
+    conf, acc, count = reliability_bins(labels, probs, n_bins)
+    kept = count > 0
+    return float((count[kept] * np.abs(acc[kept] - conf[kept])).sum() / count.sum())
