@@ -240,7 +240,8 @@ def test_losses_are_finite_and_exact_at_extreme_logits(framework, reference, dty
 @pytest.mark.parametrize("dtype_name, big", EXTREMES)
 def test_building_blocks_do_not_overflow(framework, dtype_name, big):
     xl = framework.xl
-    z = _cast(framework, [[big, big - 1.0, -big]], dtype_name)
+    low = -5000.0 if dtype_name == "float16" else -big  # log_softmax(-6e4) = -1.2e5 is beyond float16's 65504
+    z = _cast(framework, [[big, big - 1.0, low]], dtype_name)
     for name in ("logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid"):
         out = framework.numpy(getattr(xl, name)(z))
         assert np.isfinite(out).all(), (name, out)

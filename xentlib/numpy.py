@@ -515,8 +515,9 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     w_y = np.where(kept, w_y, 0.0)
     per_item = (1 - label_smoothing) * w_y * nll
     if label_smoothing > 0:
-        w_c = 1.0 if weight is None else weight
-        uniform = -(w_c * log_q).sum(axis=-1) / num_classes
+        with np.errstate(invalid="ignore"):  # 0 * log 0 is masked to 0
+            w_log_q = log_q if weight is None else np.where(weight == 0, 0.0, weight * log_q)
+        uniform = -w_log_q.sum(axis=-1) / num_classes
         per_item = per_item + label_smoothing * np.where(kept, uniform, 0.0)
     per_item = np.where(kept, per_item, 0.0)  # also hides 0 * inf from ignored items
     return _reduce(per_item, reduction, denominator=w_y.sum()).astype(_loss_dtype(y_pred))

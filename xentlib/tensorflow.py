@@ -160,7 +160,8 @@ def _check_probabilities(p, name):
     if not V.value_checks_enabled():
         return
     _check_finite_values(p, name)
-    ok = tf.reduce_all((p >= 0) & (p <= 1))
+    # Round-off may push a sum of probabilities a few ulps above 1: tolerated.
+    ok = tf.reduce_all((p >= 0) & (p <= 1 + V.sum_tolerance(p.dtype.name)))
     _require(ok, V.not_probability, name, tf.reduce_min(p), tf.reduce_max(p))
 
 
@@ -194,6 +195,13 @@ def _reduce(per_item, reduction, denominator=None):
     return tf.math.divide_no_nan(total, tf.cast(count, total.dtype))  # 0 items -> 0
 
 
+def _shift_by_max(z, axis):
+    """``(z - m, m)`` with ``m`` the maximum along ``axis`` (no gradient); exponents of ``z - m`` <= 0."""
+    m = tf.reduce_max(z, axis=axis, keepdims=True)
+    m = tf.stop_gradient(tf.where(tf.math.is_finite(m), m, tf.zeros_like(m)))  # rows of -inf
+    return z - m, m
+
+
 def _move_to_last(x, axis):
     if axis == x.shape.rank - 1:
         return x
@@ -218,10 +226,8 @@ def logsumexp(x, *, axis=-1, keepdims=False):
     x = _float_tensor(x, "x")
     axis = V.normalize_axis(axis, x.shape.rank)
     _check_finite_values(x, "x")
-    z = _compute(x)
-    m = tf.reduce_max(z, axis=axis, keepdims=True)
-    m = tf.stop_gradient(tf.where(tf.math.is_finite(m), m, tf.zeros_like(m)))
-    out = tf.math.log(tf.reduce_sum(tf.exp(z - m), axis=axis, keepdims=True)) + m
+    shifted, m = _shift_by_max(_compute(x), axis)
+    out = tf.math.log(tf.reduce_sum(tf.exp(shifted), axis=axis, keepdims=True)) + m
     if not keepdims:
         out = tf.squeeze(out, axis=axis)
     return tf.cast(out, x.dtype)
@@ -239,25 +245,32 @@ def softmax(x, *, axis=-1):
     array([0.09  , 0.2447, 0.6652])
     """
     x = _float_tensor(x, "x")
-    z = _compute(x)
-    return tf.cast(tf.exp(z - logsumexp(z, axis=axis, keepdims=True)), x.dtype)
+    axis = V.normalize_axis(axis, x.shape.rank)
+    _check_finite_values(x, "x")
+    e = tf.exp(_shift_by_max(_compute(x), axis)[0])
+    return tf.cast(e / tf.reduce_sum(e, axis=axis, keepdims=True), x.dtype)
 
 
 def log_softmax(x, *, axis=-1):
     r"""Log-softmax, the log-probabilities of a categorical distribution.
 
     .. math:: \log \operatorname{softmax}(z)_i = z_i - \operatorname{LSE}(z)
+              = (z_i - m) - \log \sum_j e^{z_j - m}
 
-    Finite for every finite input, unlike ``log(softmax(z))``. Matches
-    ``tf.nn.log_softmax``.
+    The second form (as ``tf.nn.log_softmax`` computes it) avoids cancellation
+    between two large numbers for the dominant class. Finite for every finite
+    input, unlike ``log(softmax(z))``.
 
     >>> from xentlib import tensorflow as xl
     >>> xl.log_softmax([0.0, 1000.0]).numpy().tolist()
     [-1000.0, 0.0]
     """
     x = _float_tensor(x, "x")
-    z = _compute(x)
-    return tf.cast(z - logsumexp(z, axis=axis, keepdims=True), x.dtype)
+    axis = V.normalize_axis(axis, x.shape.rank)
+    _check_finite_values(x, "x")
+    shifted = _shift_by_max(_compute(x), axis)[0]
+    return tf.cast(shifted - tf.math.log(tf.reduce_sum(tf.exp(shifted), axis=axis, keepdims=True)),
+                   x.dtype)
 
 
 def sigmoid(x):
@@ -644,6 +657,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         per_elem = -(w_pos * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z))
     else:
         _check_probabilities(y_pred, "y_pred")
+        z = tf.clip_by_value(z, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
         per_elem = -(w_pos * _xlogy(y, z) + _xlogy(1 - y, 1 - z))
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
@@ -727,6 +741,8 @@ def perplexity(labels, logits, *, ignore_index=None, axis=-1):
     >>> float(xl.perplexity([0, 1, 2], [[0.0, 0.0, 0.0]] * 3))   # uniform over 3
     3.0
     """
+    logits = _float_tensor(logits, "logits")
+    _check_logits(logits, "logits")
     mean_nll = sparse_categorical_cross_entropy(
         labels, logits, from_logits=True, ignore_index=ignore_index, axis=axis)
     if ignore_index is not None:

@@ -542,7 +542,8 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     if label_smoothing > 0:
         log_q = log_q if from_logits else torch.log(z)
         w_c = 1.0 if weight is None else weight
-        uniform = -(w_c * log_q).sum(dim=-1) / num_classes
+        w_log_q = w_c * log_q if weight is None else torch.where(w_c == 0, 0.0, w_c * log_q)  # 0 * log 0 = 0
+        uniform = -w_log_q.sum(dim=-1) / num_classes
         per_item = per_item + label_smoothing * torch.where(kept, uniform, 0.0)
     per_item = torch.where(kept, per_item, 0.0)
     return _reduce(per_item, reduction, denominator=w_y.sum()).to(_loss_dtype(y_pred))
