@@ -85,6 +85,9 @@ def _cases():
         dict(from_logits=True, axis=1)
     yield "scce-weight-only", "sparse_categorical_cross_entropy", \
         lambda r: (labels(r, 4, 9), logits(r, 9, 4), r.random(4) + 0.1), dict(from_logits=True)
+    yield "scce-probs-zero-weight-zero-prob", "sparse_categorical_cross_entropy", \
+        lambda r: (np.array([0, 1]), np.array([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]]), np.array([1.0, 2.0, 0.0])), \
+        dict(label_smoothing=0.1, reduction="none")
     yield "scce-ignore-0", "sparse_categorical_cross_entropy", lambda r: (labels(r, 4, 9), logits(r, 9, 4)), \
         dict(from_logits=True, ignore_index=0, reduction="none")
     yield "bce-scalar-pos-weight", "binary_cross_entropy", lambda r: (binary_targets(r, 8), logits(r, 8)), \
