@@ -563,3 +563,24 @@ def test_graph_mode_checks_unknown_batch_sizes_when_run():
     assert np.isfinite(loss(tf.zeros([2, 3]), tf.zeros([2, 3])).numpy())
     with pytest.raises(tf.errors.InvalidArgumentError, match="y_true and y_pred must have the same shape"):
         loss(tf.zeros([1, 3]), tf.zeros([4, 3]))  # would silently broadcast otherwise
+
+
+def test_zero_weight_class_with_zero_probability_adds_nothing():
+    q = tf.Variable([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]], dtype=tf.float64)
+    with tf.GradientTape() as tape:
+        loss = xl.sparse_categorical_cross_entropy([0, 1], q, class_weight=[1.0, 2.0, 0.0],
+                                                   label_smoothing=0.1, reduction="sum")
+    expected = xn.sparse_categorical_cross_entropy([0, 1], q.numpy(), class_weight=[1.0, 2.0, 0.0],
+                                                   label_smoothing=0.1, reduction="sum")
+    close(loss, expected, np.float64)
+    assert np.isfinite(tape.gradient(loss, q).numpy()).all()
+
+
+def test_graph_mode_checks_unknown_label_shapes_when_run():
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, 3], tf.float32)])
+    def loss(labels, z):
+        return xl.sparse_categorical_cross_entropy(labels, z, from_logits=True)
+
+    assert np.isfinite(loss(tf.constant([0, 2]), tf.zeros([2, 3])).numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels and y_pred without its class axis"):
+        loss(tf.constant([0]), tf.zeros([4, 3]))

@@ -574,9 +574,8 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     if not labels.shape.is_compatible_with(expected) or labels.shape.rank != expected.rank:
         raise V.labels_shape("labels", _shape(labels), tuple(expected.as_list()))
     if not (labels.shape.is_fully_defined() and y_pred.shape.is_fully_defined()):
-        batch_shape = tf.concat([tf.shape(y_pred, tf.int64)[:axis], tf.shape(y_pred, tf.int64)[axis + 1:]], 0)
-        tf.debugging.assert_equal(tf.shape(labels, tf.int64), batch_shape,
-                                  message="labels must have y_pred's shape without its class axis")
+        _same_runtime_shape(labels, "labels", _move_to_last(y_pred, axis)[..., 0],
+                            "y_pred without its class axis")
     num_classes = _dim(y_pred, axis)
     _check_labels(labels, num_classes, ignore_index)
     if from_logits:
@@ -585,9 +584,15 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
         _check_distribution(y_pred, "y_pred", axis)
     z = _move_to_last(_compute(y_pred), axis)
     kept = tf.ones_like(labels, tf.bool) if ignore_index is None else tf.not_equal(labels, ignore_index)
-    safe = tf.where(kept, labels, tf.zeros_like(labels))
     weight = _class_weight(class_weight, num_classes, z.dtype)
+    per_item, w_y = _sparse_terms(labels, z, kept, weight, from_logits, label_smoothing, num_classes)
+    out = _reduce(per_item, reduction, denominator=tf.reduce_sum(w_y))
+    return tf.cast(out, _loss_dtype(y_pred))
 
+
+def _sparse_terms(labels, z, kept, weight, from_logits, label_smoothing, num_classes):
+    """Per-item losses (0 where not kept) and their weights w[y] (0 where not kept); classes last."""
+    safe = tf.where(kept, labels, tf.zeros_like(labels))
     if from_logits:
         log_q = log_softmax(z, axis=-1)
         nll = -tf.gather(log_q, safe, axis=-1, batch_dims=labels.shape.rank)
@@ -598,14 +603,16 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     w_y = tf.where(kept, w_y, tf.zeros_like(w_y))
     per_item = (1 - label_smoothing) * w_y * nll
     if label_smoothing > 0:
-        if not from_logits:
-            log_q = tf.math.log(q)
-        w_c = 1.0 if weight is None else weight
-        uniform = -tf.reduce_sum(w_c * log_q, axis=-1) / tf.cast(num_classes, z.dtype)
+        if weight is None:
+            w_log_q = log_q if from_logits else tf.math.log(q)
+        else:  # a class of weight 0 adds nothing, even where its probability is 0 (0 log 0 = 0)
+            zero_w = tf.equal(weight, 0)
+            if not from_logits:
+                log_q = tf.math.log(tf.where(zero_w, tf.ones_like(q), q))
+            w_log_q = tf.where(zero_w, tf.zeros_like(log_q), weight * log_q)
+        uniform = -tf.reduce_sum(w_log_q, axis=-1) / tf.cast(num_classes, z.dtype)
         per_item = per_item + label_smoothing * tf.where(kept, uniform, tf.zeros_like(uniform))
-    per_item = tf.where(kept, per_item, tf.zeros_like(per_item))
-    out = _reduce(per_item, reduction, denominator=tf.reduce_sum(w_y))
-    return tf.cast(out, _loss_dtype(y_pred))
+    return tf.where(kept, per_item, tf.zeros_like(per_item)), w_y
 
 
 def _pos_weight(pos_weight, y_pred):
