@@ -32,7 +32,7 @@ class Backend:
             return a
         if self.name == "torch":
             import torch
-            return torch.from_numpy(np.ascontiguousarray(a).copy())
+            return torch.from_numpy(np.array(a, order="C", copy=True))  # ascontiguousarray makes 0-d 1-d
         import tensorflow as tf
         return tf.convert_to_tensor(a)
 

@@ -397,6 +397,16 @@ def test_gradients_at_certain_binary_and_sparse_probabilities_are_finite():
     close(g, torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64))
 
 
+def test_zero_weight_class_with_zero_probability_adds_nothing_and_no_nan_gradient():
+    q = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]], dtype=torch.float64)
+    w = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+    g = _grad(lambda t: xl.sparse_categorical_cross_entropy(
+        torch.tensor([0, 1]), t, class_weight=w, label_smoothing=0.1, reduction="sum"), q)
+    # d/dq of -[(1 - e) w_y log q_y + e/C sum_c w_c log q_c], with the weight-0 class contributing 0
+    expected = -(0.9 * w[torch.tensor([0, 1])][:, None] * F.one_hot(torch.tensor([0, 1]), 3) + 0.1 / 3 * w) / q
+    close(g, torch.where(w == 0, 0.0, expected))
+
+
 def test_entropy_family_gradients_finite_at_zero_probabilities():
     p = torch.tensor([[0.5, 0.5, 0.0]], dtype=torch.float64)
     g = _grad(lambda t: xl.entropy(t).sum(), p)

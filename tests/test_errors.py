@@ -140,3 +140,79 @@ def test_value_checks_switch_rejects_non_bool():
     with pytest.raises(TypeError, match="enabled must be True or False"):
         with xentlib.value_checks("off"):
             pass
+
+
+# ---- every float argument of every function: integer dtype and NaN ---------------------
+
+W3 = np.array([1.0, 2.0, 0.5])
+PY = np.array([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]])
+
+# A valid call of every common function: (name, positional (argument, array) pairs, array keyword
+# arguments, other keyword options). Each float array is then, one at a time, made integer or NaN.
+VALID = [
+    *[(fn, [("x", Z)], {}, {}) for fn in ("logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid")],
+    ("entropy", [("p", P)], {}, {}),
+    ("cross_entropy", [("p", P), ("q", Q)], {}, {}),
+    ("kl_divergence", [("p", P), ("q", Q)], {}, {}),
+    *[(fn, [("p_xy", JOINT)], {}, {}) for fn in ("joint_entropy", "conditional_entropy", "mutual_information")],
+    ("smooth_labels", [("y", Y)], {}, {"epsilon": 0.1}),
+    ("categorical_cross_entropy", [("y_true", Y), ("y_pred", Z)], {}, {"from_logits": True}),
+    ("categorical_cross_entropy", [("y_true", Y), ("y_pred", PY)], {}, {}),
+    ("sparse_categorical_cross_entropy", [("labels", L), ("y_pred", Z)], {"class_weight": W3},
+     {"from_logits": True, "label_smoothing": 0.1}),
+    ("sparse_categorical_cross_entropy", [("labels", L), ("y_pred", PY)], {"class_weight": W3}, {}),
+    ("binary_cross_entropy", [("y_true", B), ("y_pred", PB)], {"pos_weight": np.array(2.0)}, {}),
+    ("binary_cross_entropy", [("y_true", B), ("y_pred", Z[0])], {"pos_weight": W3}, {"from_logits": True}),
+    ("mean_squared_error", [("y_true", B), ("y_pred", PB)], {}, {}),
+    ("gaussian_nll", [("y_true", B), ("mean", PB)], {"variance": np.array([1.0, 2.0, 0.5])}, {}),
+    ("perplexity", [("labels", L), ("logits", Z)], {}, {}),
+    ("softmax_cross_entropy_grad", [("y_true", Y), ("logits", Z)], {}, {}),
+    ("sigmoid_cross_entropy_grad", [("y_true", B), ("logits", PB)], {}, {}),
+]
+
+
+def test_the_valid_calls_cover_every_common_function(backend):
+    common = set(backend.xl.__all__) - {"gradient_descent", "keras_loss", "vocab_parallel_cross_entropy",
+                                        "linear_cross_entropy"}
+    assert {row[0] for row in VALID} == common
+
+
+def _call(backend, fn, positional, array_kwargs, options, replace=None):
+    replace = replace or {}
+    arrays = [backend.asarray(replace.get(name, a)) for name, a in positional]
+    kwargs = {name: backend.asarray(replace.get(name, a)) for name, a in array_kwargs.items()}
+    return getattr(backend.xl, fn)(*arrays, **kwargs, **options)
+
+
+def _float_arguments(positional, array_kwargs):
+    return [(n, a) for n, a in [*positional, *array_kwargs.items()] if a.dtype.kind == "f"]
+
+
+@pytest.mark.parametrize("fn, positional, array_kwargs, options", VALID, ids=[row[0] for row in VALID])
+def test_every_float_argument_rejects_integers_and_nan(backend, fn, positional, array_kwargs, options):
+    _call(backend, fn, positional, array_kwargs, options)  # the unmodified call is valid
+    for name, a in _float_arguments(positional, array_kwargs):
+        with pytest.raises(TypeError, match=rf"^{name} must have a floating-point dtype"):
+            _call(backend, fn, positional, array_kwargs, options, {name: np.rint(a).astype(np.int64)})
+        with_nan = a.astype(np.float64)
+        with_nan.flat[0] = np.nan
+        with pytest.raises(ValueError, match=rf"^{name} "):
+            _call(backend, fn, positional, array_kwargs, options, {name: with_nan})
+    for name, a in positional:
+        if a.dtype.kind == "i":
+            with pytest.raises(TypeError, match=rf"^{name} must hold integer class indices"):
+                _call(backend, fn, positional, array_kwargs, options, {name: a.astype(np.float64)})
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("x", [[[np.inf, 0.0, 1.0]], [[-np.inf, -np.inf, -np.inf], [0.0, 1.0, 2.0]]],
+                         ids=["plus-inf", "all-minus-inf"])
+def test_softmax_rejects_what_would_be_nan(backend, fn, x):
+    with pytest.raises(ValueError, match=r"^x contains \+inf, or a slice along axis 1 that is all -inf"):
+        getattr(backend.xl, fn)(backend.asarray(np.array(x)))
+
+
+def test_minus_inf_logits_mask_classes(backend):
+    z = np.array([[-np.inf, 0.0, 0.0]])
+    np.testing.assert_array_equal(backend.call("softmax", z), [[0.0, 0.5, 0.5]])
+    np.testing.assert_allclose(backend.call("log_softmax", z), [[-np.inf, -np.log(2), -np.log(2)]], rtol=1e-15)

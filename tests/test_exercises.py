@@ -156,3 +156,27 @@ def test_bad_arguments():
         check(my_entropy, "entropy", backend="jax")
     with pytest.raises(AssertionError, match="raised TypeError on input 1 of 8"):
         check(lambda: 0.0, "entropy")
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_framework_backends(backend, capsys):
+    """Readers' framework code gets tensors; every case runs on each backend's own function."""
+    xl = pytest.importorskip(f"xentlib.{backend}")
+    for name in xl.__all__:
+        if name in names():
+            check(getattr(xl, name), name, backend=backend)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith("✓ ") and f"xentlib.{backend}." in line for line in lines)
+
+
+def test_torch_reader_function():
+    torch = pytest.importorskip("torch")
+
+    def my_entropy(p):
+        return -torch.special.xlogy(p, p).sum(-1)
+    check(my_entropy, "entropy", backend="torch")
+
+    def naive(p):
+        return -(p * torch.log(p)).sum(-1)
+    with pytest.raises(AssertionError, match="one-hot: 0 log 0 counts as 0"):
+        check(naive, "entropy", backend="torch")

@@ -88,17 +88,25 @@ def _cases():
     yield "scce-probs-zero-weight-zero-prob", "sparse_categorical_cross_entropy", \
         lambda r: (np.array([0, 1]), np.array([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]]), np.array([1.0, 2.0, 0.0])), \
         dict(label_smoothing=0.1, reduction="none")
+    yield "scce-probs-all-options", "sparse_categorical_cross_entropy", \
+        lambda r: (padded_labels(r, 5, 3, 4), dist(r, (3, 4, 5)), r.random(5) + 0.5), \
+        dict(ignore_index=-100, label_smoothing=0.1, reduction="none")
     yield "scce-ignore-0", "sparse_categorical_cross_entropy", lambda r: (labels(r, 4, 9), logits(r, 9, 4)), \
         dict(from_logits=True, ignore_index=0, reduction="none")
     yield "bce-scalar-pos-weight", "binary_cross_entropy", lambda r: (binary_targets(r, 8), logits(r, 8)), \
         dict(from_logits=True, pos_weight=np.array(3.0))
     yield "bce-probs-smooth", "binary_cross_entropy", lambda r: (r.random((3, 4)), r.uniform(0.01, 0.99, (3, 4))), \
         dict(label_smoothing=0.2, reduction="none")
+    yield "bce-probs-pos-weight-smooth", "binary_cross_entropy", \
+        lambda r: (binary_targets(r, 4, 3), r.uniform(0.01, 0.99, (4, 3))), \
+        dict(pos_weight=np.array([0.5, 2.0, 3.0]), label_smoothing=0.1)
     yield "gaussian_nll-array-variance", "gaussian_nll", \
         lambda r: (r.normal(size=(4, 3)), r.normal(size=(4, 3)), r.uniform(0.5, 2, (4, 3))), dict(full=False)
     yield "perplexity", "perplexity", lambda r: (labels(r, 11, 3, 6), logits(r, 3, 6, 11)), {}
     yield "perplexity-ignore", "perplexity", lambda r: (padded_labels(r, 11, 3, 6), logits(r, 3, 6, 11)), \
         dict(ignore_index=-100)
+    yield "perplexity-axis0", "perplexity", lambda r: (padded_labels(r, 11, 6, 3).T.copy(), logits(r, 11, 3, 6)), \
+        dict(ignore_index=-100, axis=0)
     yield "softmax_ce_grad", "softmax_cross_entropy_grad", lambda r: (dist(r, (4, 5)), logits(r, 4, 5)), {}
     yield "softmax_ce_grad-axis0", "softmax_cross_entropy_grad", \
         lambda r: (dist(r, (4, 5)).T.copy(), logits(r, 5, 4)), dict(axis=0)

@@ -150,6 +150,12 @@ def not_finite(name: str) -> ValueError:
     return ValueError(f"{name} must be finite (logits may not be NaN or +-inf)")
 
 
+def softmax_undefined(name: str, axis: int) -> ValueError:
+    return ValueError(
+        f"{name} contains +inf, or a slice along axis {axis} that is all -inf; softmax is "
+        f"undefined there (NaN). Mask with a large negative number, or keep one finite logit")
+
+
 def not_probability(name: str, low: float, high: float) -> ValueError:
     return ValueError(
         f"{name} must hold probabilities in [0, 1]; found values in [{low:.6g}, {high:.6g}]. "

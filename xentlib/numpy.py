@@ -113,6 +113,14 @@ def _check_finite_values(x, name):
         raise V.has_nan(name)
 
 
+def _check_softmax_input(x, axis):
+    """+inf, or a slice of only -inf, makes softmax 0/0 or inf/inf: NaN."""
+    if V.value_checks_enabled() and x.size:
+        m = np.max(x, axis=axis)
+        if np.isinf(m).any():
+            raise V.softmax_undefined("x", axis)
+
+
 def _xlogy(x, y):
     r""":math:`x \log y` with :math:`0 \log y = 0` (also for :math:`y = 0`)."""
     with np.errstate(divide="ignore"):
@@ -176,8 +184,9 @@ def softmax(x, *, axis=-1):
     array([0.09  , 0.2447, 0.6652])
     """
     x = _float_array(x, "x")
-    V.normalize_axis(axis, x.ndim)
+    axis = V.normalize_axis(axis, x.ndim)
     _check_finite_values(x, "x")
+    _check_softmax_input(x, axis)
     e = np.exp(_shift_by_max(_compute(x), axis)[0])
     return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)
 
@@ -197,8 +206,9 @@ def log_softmax(x, *, axis=-1):
     [-1000.0, 0.0]
     """
     x = _float_array(x, "x")
-    V.normalize_axis(axis, x.ndim)
+    axis = V.normalize_axis(axis, x.ndim)
     _check_finite_values(x, "x")
+    _check_softmax_input(x, axis)
     shifted = _shift_by_max(_compute(x), axis)[0]
     with np.errstate(divide="ignore"):
         return (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).astype(x.dtype)

@@ -179,6 +179,13 @@ def _check_distribution(p, name, axis):
         _require(tf.abs(worst - 1) <= tol, V.not_distribution, name, worst, tol, axis)
 
 
+def _check_softmax_input(x, axis):
+    """+inf, or a slice of only -inf, makes softmax 0/0 or inf/inf: NaN."""
+    if V.value_checks_enabled():
+        m = tf.reduce_max(x, axis=axis)
+        _require(tf.logical_not(tf.reduce_any(tf.math.is_inf(m))), V.softmax_undefined, "x", axis)
+
+
 def _xlogy(x, y):
     r""":math:`x \log y` with :math:`0 \log y = 0`, and gradient 0 (not NaN) there."""
     zero = tf.equal(x, 0)
@@ -247,6 +254,7 @@ def softmax(x, *, axis=-1):
     x = _float_tensor(x, "x")
     axis = V.normalize_axis(axis, x.shape.rank)
     _check_finite_values(x, "x")
+    _check_softmax_input(x, axis)
     e = tf.exp(_shift_by_max(_compute(x), axis)[0])
     return tf.cast(e / tf.reduce_sum(e, axis=axis, keepdims=True), x.dtype)
 
@@ -268,6 +276,7 @@ def log_softmax(x, *, axis=-1):
     x = _float_tensor(x, "x")
     axis = V.normalize_axis(axis, x.shape.rank)
     _check_finite_values(x, "x")
+    _check_softmax_input(x, axis)
     shifted = _shift_by_max(_compute(x), axis)[0]
     return tf.cast(shifted - tf.math.log(tf.reduce_sum(tf.exp(shifted), axis=axis, keepdims=True)),
                    x.dtype)

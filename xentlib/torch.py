@@ -158,6 +158,12 @@ def _check_finite_values(x, name):
         raise V.has_nan(name)
 
 
+def _check_softmax_input(x, axis):
+    """+inf, or a slice of only -inf, makes softmax 0/0 or inf/inf: NaN."""
+    if V.value_checks_enabled() and x.numel() and bool(torch.isinf(torch.amax(x.detach(), dim=axis)).any()):
+        raise V.softmax_undefined("x", axis)
+
+
 def _xlogy(x, y):
     r""":math:`x \log y` with :math:`0 \log y = 0`; zero gradient at :math:`x = 0` (also for :math:`y = 0`)."""
     zero = x == 0
@@ -212,6 +218,7 @@ def softmax(x, *, axis=-1):
     x = _float_tensor(x, "x")
     axis = V.normalize_axis(axis, x.ndim)
     _check_finite_values(x, "x")
+    _check_softmax_input(x, axis)
     return torch.softmax(_compute(x), dim=axis).to(x.dtype)
 
 
@@ -232,6 +239,7 @@ def log_softmax(x, *, axis=-1):
     x = _float_tensor(x, "x")
     axis = V.normalize_axis(axis, x.ndim)
     _check_finite_values(x, "x")
+    _check_softmax_input(x, axis)
     return torch.nn.functional.log_softmax(_compute(x), dim=axis).to(x.dtype)
 
 
@@ -540,9 +548,13 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     w_y = torch.where(kept, w_y, 0.0)
     per_item = (1 - label_smoothing) * w_y * nll
     if label_smoothing > 0:
-        log_q = log_q if from_logits else torch.log(z)
-        w_c = 1.0 if weight is None else weight
-        w_log_q = w_c * log_q if weight is None else torch.where(w_c == 0, 0.0, w_c * log_q)  # 0 * log 0 = 0
+        if weight is None:
+            w_log_q = log_q if from_logits else torch.log(z)
+        else:  # a class of weight 0 adds nothing, even at probability 0: 0 log 0 = 0, and no NaN gradient
+            zero_w = weight == 0
+            if not from_logits:
+                log_q = torch.log(torch.where(zero_w, 1.0, z))
+            w_log_q = torch.where(zero_w, 0.0, weight * log_q)
         uniform = -w_log_q.sum(dim=-1) / num_classes
         per_item = per_item + label_smoothing * torch.where(kept, uniform, 0.0)
     per_item = torch.where(kept, per_item, 0.0)

@@ -8,10 +8,10 @@ that has it. The page must also autodoc the three
 modules (``automodule:: xentlib.<backend>`` with ``:members:``), or the links
 are unresolved references (an error with ``-n -W``).
 
-It also turns inline code that names an API function in the chapters, e.g.
-``xl.entropy`` or ``xentlib.torch.softmax``, into a link to its entry, so the
-API index is linked from where each function is used (only when the API page is
-part of the book).
+It also turns inline code that names a documented xentlib object in the
+chapters, e.g. ``xnp.entropy`` or ``xentlib.torch.softmax``, into a link to its
+entry, so the API index is linked from where each function is used (only when
+the API page is part of the book).
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from sphinx import addnodes
 from sphinx.util.docutils import SphinxDirective
 
 BACKENDS = {"numpy": "NumPy", "torch": "PyTorch", "tensorflow": "TensorFlow"}
-API_DOC = "book/appendix/api"
 #: prefixes of inline code that refer to a backend function (``xl`` is the book's alias)
 ALIASES = {"xentlib.numpy": "numpy", "xentlib.torch": "torch", "xentlib.tensorflow": "tensorflow",
            "xnp": "numpy", "xtorch": "torch", "xtf": "tensorflow", "xl": "numpy"}
@@ -121,30 +120,33 @@ class ApiTable(SphinxDirective):
 
 
 def _link_inline_code(app, doctree, docname):
-    """Link inline code such as ``xl.entropy`` to the API entry (HTML only)."""
-    env = app.env
-    if app.builder.format != "html" or API_DOC not in env.found_docs or docname == API_DOC:
+    """Link inline code naming a documented xentlib object to its API entry (HTML only).
+
+    ``xentlib.numpy.entropy``, ``xnp.entropy([1, 1, 2])``, ``xtorch.perplexity``,
+    ``xentlib.exercises.check`` ... (aliases: ``xl``/``xnp`` NumPy, ``xtorch``,
+    ``xtf``) become links when the name is documented (autodoc) somewhere in the book.
+    """
+    if app.builder.format != "html":
         return
-    try:
-        modules = _modules()
-    except ImportError:
+    objects = app.env.get_domain("py").objects
+    if not objects:
         return
     for literal in list(doctree.findall(nodes.literal)):
         if isinstance(literal.parent, (nodes.reference, addnodes.pending_xref)) \
-                or "code" in literal.get("classes", []) and literal.get("language"):
+                or literal.get("language"):
             continue
         match = _INLINE.match(literal.astext())
-        if not match or match["prefix"] not in ALIASES:
+        if not match:
             continue
-        backend, name = ALIASES[match["prefix"]], match["name"]
-        if name not in modules[backend].__all__:
+        prefix = match["prefix"]
+        prefix = f"xentlib.{ALIASES[prefix]}" if prefix in ALIASES and not prefix.startswith("xentlib") \
+            else prefix
+        target = objects.get(f"{prefix}.{match['name']}")
+        if target is None or target.docname == docname or not prefix.startswith("xentlib"):
             continue
-        try:
-            uri = app.builder.get_relative_uri(docname, API_DOC)
-        except Exception:  # builders without URIs
-            return
-        ref = nodes.reference("", "", internal=True, refuri=f"{uri}#xentlib.{backend}.{name}",
-                              reftitle=f"xentlib.{backend}.{name} in the API index")
+        uri = app.builder.get_relative_uri(docname, target.docname) + "#" + target.node_id
+        ref = nodes.reference("", "", internal=True, refuri=uri,
+                              reftitle=f"{prefix}.{match['name']} in the API index")
         literal.replace_self(ref)
         ref += literal
 
