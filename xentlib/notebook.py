@@ -14,7 +14,7 @@ import warnings
 
 
 def setup(seed: int = 0):
-    """Silence framework noise, fix every seed, and set print/plot defaults.
+    """Silence framework noise, fix every seed, use one thread, set print/plot defaults.
 
     Imports NumPy, PyTorch and TensorFlow (in that order, after the logging
     switches) and returns nothing; call :func:`seed_all` again before each
@@ -34,11 +34,17 @@ def setup(seed: int = 0):
     absl.logging.set_verbosity(absl.logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
+    # One thread each: the book's models are tiny (threading costs more than it saves),
+    # the results do not depend on the reader's core count, and two notebooks can run
+    # side by side in CI on two cores.
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.experimental.enable_op_determinism()
 
     import torch
+    torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
     import matplotlib
