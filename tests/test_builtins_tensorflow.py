@@ -118,16 +118,14 @@ def test_reduce_logsumexp_log_softmax_log_sigmoid(rng, dtype):
 def test_extreme_logits_stay_finite_and_accurate_in_float32():
     z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], np.float32)
     close(xl.logsumexp(z), tf.math.reduce_logsumexp(z, axis=-1), np.float32)
-    # z - LSE(z) (the reference formula) rounds LSE = -1e4 + log 3 to float32's grid at 1e4
-    # (spacing 1e-3): the row of -1e4 is within 2 ulp of |z|; tf.nn computes (z - m) - log(sum).
-    grid = 2 * 1e4 * 2.0**-23 * 2
-    close(xl.log_softmax(z), tf.nn.log_softmax(z), np.float32, atol=grid)
-    close(xl.log_softmax(z)[0], tf.nn.log_softmax(z)[0], np.float32)
+    # Like tf.nn, log_softmax is (z - m) - log(sum): no rounding of LSE = -1e4 + log 3 to
+    # float32's grid at 1e4 (spacing 1e-3), which z - LSE(z) would suffer.
+    close(xl.log_softmax(z), tf.nn.log_softmax(z), np.float32)
+    np.testing.assert_allclose(xl.log_softmax(z).numpy()[1], -np.log(3), rtol=1e-6)
     close(xl.log_sigmoid(z), tf.math.log_sigmoid(z), np.float32)
     labels = np.array([1, 2])
     close(xl.sparse_categorical_cross_entropy(labels, z, from_logits=True, reduction="none"),
-          tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=z), np.float32,
-          atol=grid)
+          tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=z), np.float32)
     naive = -tf.math.log(tf.nn.softmax(z))  # the seeds' formula, evaluated literally
     assert np.isinf(naive.numpy()[0, 1])
     assert np.isfinite(xl.log_softmax(z).numpy()).all()
@@ -432,8 +430,9 @@ def test_graph_mode_value_checks_raise_invalid_argument_with_the_message():
     def sparse(labels, z):
         return xl.sparse_categorical_cross_entropy(labels, z, from_logits=True, ignore_index=-1)
 
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must lie in \[0, 3\)"):
-        sparse(tf.constant([0, 7, -1]), tf.zeros([3, 3]))
+    for _ in range(20):  # the check must run before the gather, which fails with an unnamed error
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must lie in \[0, 3\)"):
+            sparse(tf.constant([0, 7, -1]), tf.zeros([3, 3]))
 
 
 def test_value_checks_off_skips_graph_assertions():
@@ -582,5 +581,6 @@ def test_graph_mode_checks_unknown_label_shapes_when_run():
         return xl.sparse_categorical_cross_entropy(labels, z, from_logits=True)
 
     assert np.isfinite(loss(tf.constant([0, 2]), tf.zeros([2, 3])).numpy())
-    with pytest.raises(tf.errors.InvalidArgumentError, match="labels and y_pred without its class axis"):
-        loss(tf.constant([0]), tf.zeros([4, 3]))
+    for _ in range(20):  # checked before the gather, which would fail with an unnamed error
+        with pytest.raises(tf.errors.InvalidArgumentError, match="labels and y_pred without its class axis"):
+            loss(tf.constant([0]), tf.zeros([4, 3]))

@@ -89,6 +89,9 @@ BAD = [
      "y_pred must be finite"),
     ("binary_cross_entropy", (np.array([np.nan, 0.0, 1.0]), PB), {}, ValueError, "y_true contains NaN"),
     ("mean_squared_error", (np.array([np.nan, 0.0, 1.0]), PB), {}, ValueError, "y_true contains NaN"),
+    ("mean_squared_error", (B, np.array([np.inf, 0.0, 1.0])), {}, ValueError, r"y_pred contains \+-inf"),
+    ("gaussian_nll", (np.array([-np.inf, 0.0, 1.0]), PB), {}, ValueError, r"y_true contains \+-inf"),
+    ("gaussian_nll", (B, np.array([np.nan, 0.0, 1.0])), {}, ValueError, "mean contains NaN"),
     ("logsumexp", (np.array([np.nan, 0.0]),), {}, ValueError, "x contains NaN"),
     ("softmax", (np.array([np.nan, 0.0]),), {}, ValueError, "x contains NaN"),
     ("softmax_cross_entropy_grad", (Y, Z * np.nan), {}, ValueError, "logits must be finite"),
@@ -216,3 +219,41 @@ def test_minus_inf_logits_mask_classes(backend):
     z = np.array([[-np.inf, 0.0, 0.0]])
     np.testing.assert_array_equal(backend.call("softmax", z), [[0.0, 0.5, 0.5]])
     np.testing.assert_allclose(backend.call("log_softmax", z), [[-np.inf, -np.log(2), -np.log(2)]], rtol=1e-15)
+
+
+def _is_probability_argument(fn, name, options):
+    if fn in ("mean_squared_error", "gaussian_nll") or name in ("class_weight", "pos_weight", "logits"):
+        return False
+    return name != "y_pred" or not options.get("from_logits", False)
+
+
+@pytest.mark.parametrize("fn, positional, array_kwargs, options", VALID, ids=[row[0] for row in VALID])
+def test_every_probability_argument_rejects_values_outside_0_1(backend, fn, positional, array_kwargs, options):
+    checked = 0
+    for name, a in _float_arguments(positional, array_kwargs):
+        if not _is_probability_argument(fn, name, options) or name == "x":
+            continue
+        bad = a.astype(np.float64)
+        bad.flat[1] += bad.flat[0] + 0.5  # same row: a distribution still sums to 1
+        bad.flat[0] = -0.5
+        with pytest.raises(ValueError, match=rf"^{name} must hold probabilities in \[0, 1\]"):
+            _call(backend, fn, positional, array_kwargs, options, {name: bad})
+        checked += 1
+    assert checked or fn in ("logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid",
+                             "mean_squared_error", "gaussian_nll", "perplexity") or options.get("from_logits")
+
+
+@pytest.mark.parametrize("fn, positional, array_kwargs, options", VALID, ids=[row[0] for row in VALID])
+def test_every_reduction_and_label_smoothing_option_is_checked(backend, fn, positional, array_kwargs, options):
+    import inspect
+    parameters = inspect.signature(getattr(backend.xl, fn)).parameters
+    if "reduction" in parameters:
+        for bad in ("avg", "batchmean", None):
+            with pytest.raises(ValueError, match="^reduction must be one of 'mean', 'sum', 'none'"):
+                _call(backend, fn, positional, array_kwargs, dict(options, reduction=bad))
+    if "label_smoothing" in parameters:
+        for bad in (-0.1, 1.5, float("nan")):
+            with pytest.raises(ValueError, match=r"^label_smoothing must be in \[0, 1\]"):
+                _call(backend, fn, positional, array_kwargs, dict(options, label_smoothing=bad))
+        with pytest.raises(TypeError, match="^label_smoothing must be a float"):
+            _call(backend, fn, positional, array_kwargs, dict(options, label_smoothing="0.1"))

@@ -18,9 +18,9 @@ __all__ = ["linear_cross_entropy"]
 CHUNK_ELEMENTS = 1 << 23
 
 
-def default_chunk_size(num_rows: int, vocab: int) -> int:
-    """Rows per chunk so that one chunk of logits holds about 2**23 numbers."""
-    return max(1, min(max(num_rows, 1), CHUNK_ELEMENTS // max(vocab, 1)))
+def default_chunk_size(num_rows: int, vocab: int, elements: int = CHUNK_ELEMENTS) -> int:
+    """Rows per chunk so that one chunk of logits holds about ``elements`` numbers."""
+    return max(1, min(max(num_rows, 1), elements // max(vocab, 1)))
 
 
 def check_linear_args(hidden_shape, hidden_dtype, weight_shape, weight_dtype, labels_shape,

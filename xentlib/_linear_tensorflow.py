@@ -20,6 +20,11 @@ __all__ = ["linear_cross_entropy"]
 
 _FLOATS = ("float16", "bfloat16", "float32", "float64")
 
+#: Default logits per chunk: 2**22, half of PyTorch's, because an eager TensorFlow
+#: chunk keeps about twice as many (chunk, V) temporaries alive as the in-place
+#: PyTorch version.
+TF_CHUNK_ELEMENTS = 1 << 22
+
 
 def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None,
                          label_smoothing=0.0, reduction="mean", chunk_size=None):
@@ -33,7 +38,7 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None
     from_logits=True, ...)`` in value and in the gradients for ``hidden``,
     ``weight`` and ``bias`` (``tf.GradientTape`` works as usual; ``tf.Variable``
     arguments are fine), while holding at most ``chunk_size`` rows of logits
-    (default: about :math:`2^{23}` logits). ``weight`` has shape ``(V, d)``, the
+    (default: about :math:`2^{22}` logits). ``weight`` has shape ``(V, d)``, the
     transpose of a Keras ``Dense`` kernel: pass ``tf.transpose(dense.kernel)``.
     float16/bfloat16 are computed in float32; chunk losses are summed in
     float64. The data-dependent checks (finite inputs, labels in range) run in
@@ -64,14 +69,18 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None
     _check_values(h2, weight, bias, y, vocab, ignore_index)
     kept = tf.ones_like(y, tf.bool) if ignore_index is None else tf.not_equal(y, ignore_index)
     n_static = h2.shape[0]
-    rows = chunk_size or default_chunk_size(n_static if n_static is not None else 1 << 16, vocab)
+    rows = chunk_size or default_chunk_size(n_static if n_static is not None else 1 << 16, vocab,
+                                            TF_CHUNK_ELEMENTS)
     dtypes = [t.dtype for t in (hidden, weight, bias) if t is not None]
     work = tf.float64 if tf.float64 in dtypes else tf.float32
 
     @tf.custom_gradient
     def fused(*params):
-        h, w = params[0], params[1]
-        b = params[2] if len(params) > 2 else None
+        # Eager custom_gradient lets an outer GradientTape record every op inside and so
+        # keep each chunk's logits alive; cut the inputs off the tape (the custom
+        # gradient below reconnects them) so that a chunk is freed after use.
+        h, w = tf.stop_gradient(params[0]), tf.stop_gradient(params[1])
+        b = tf.stop_gradient(params[2]) if len(params) > 2 else None
         count = tf.reduce_sum(tf.cast(kept, work))
         fuse = reduction != "none"
         if reduction == "mean":
@@ -155,23 +164,26 @@ def _sweep(h, w, b, y, kept, eps, rows, row_scale, grads, work):
             z = z + bk
         k = kept[start:stop]
         safe = tf.where(k, y[start:stop], tf.zeros_like(y[start:stop]))
-        z = z - tf.reduce_max(z, axis=1, keepdims=True)
-        z_y = tf.gather(z, safe, batch_dims=1)
-        e = tf.exp(z)
+        row_max = tf.reduce_max(z, axis=1)
+        z_y = tf.gather(z, safe, batch_dims=1) - row_max
+        z_mean = tf.reduce_mean(z, axis=1) - row_max if eps > 0 else None
+        e = tf.exp(z - row_max[:, None])
+        del z  # at most two (chunk, V) buffers alive from here on
         sum_exp = tf.reduce_sum(e, axis=1)
         lse = tf.math.log(sum_exp)
         loss = (1 - eps) * (lse - z_y)
-        if eps > 0:
-            loss += eps * (lse - tf.reduce_mean(z, axis=1))
+        if z_mean is not None:
+            loss += eps * (lse - z_mean)
         losses = losses.write(i, tf.where(k, loss, tf.zeros_like(loss)))
         if grads:
             s = row_scale[start:stop] if per_row_scale else tf.fill(tf.shape(sum_exp), row_scale)
             s = tf.where(k, s, tf.zeros_like(s))
-            g = e * (s / sum_exp)[:, None]
+            shift = (eps / vocab) * s if eps > 0 else None
+            g = e * (s / sum_exp)[:, None] if shift is None \
+                else e * (s / sum_exp)[:, None] - shift[:, None]
+            del e
             idx = tf.stack([tf.range(tf.size(safe, out_type=tf.int64)), safe], axis=1)
             g = tf.tensor_scatter_nd_sub(g, idx, (1 - eps) * s)
-            if eps > 0:
-                g -= (eps / vocab * s)[:, None]
             ghs = ghs.write(i, tf.matmul(g, wk))
             gw = gw + tf.matmul(g, hk, transpose_a=True)
             if bk is not None:

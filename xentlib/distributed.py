@@ -51,7 +51,17 @@ def vocab_parallel_cross_entropy(logits_shard, labels, *, group=None, ignore_ind
     ...)`` (PyTorch semantics; ``'mean'`` over kept items, 0 if none), and
     autograd gives each rank the gradient of its own shard. Needs an initialised
     process group (any backend with MAX/SUM ``all_reduce`` and ``all_gather``,
-    e.g. gloo on CPU); ``group`` selects a sub-group.
+    e.g. gloo on CPU); ``group`` selects a sub-group. A one-process group, where
+    the single rank holds every class, gives the ordinary loss:
+
+    >>> import os, tempfile, torch, torch.distributed as dist
+    >>> from xentlib.distributed import vocab_parallel_cross_entropy
+    >>> store = os.path.join(tempfile.mkdtemp(), "store")
+    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    >>> z = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    >>> round(float(vocab_parallel_cross_entropy(z, torch.tensor([0, 2]))), 6)
+    0.175456
+    >>> dist.destroy_process_group()
     """
     if not isinstance(logits_shard, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise TypeError("logits_shard and labels must be torch.Tensors")

@@ -317,6 +317,20 @@ def _cases_gradient_descent():
     ]
 
 
+def _cases_linear_cross_entropy():
+    r = _rng("linear_cross_entropy")
+    hidden, weight = r.normal(size=(5, 3)), r.normal(size=(7, 3))
+    labels = np.array([0, 6, 2, 2, 4])
+    return [
+        _c(hidden, weight, labels, note="5 tokens, hidden size 3, vocabulary 7"),
+        _c(hidden, weight, labels, bias=r.normal(size=7), note="with a bias"),
+        _c(hidden, weight, np.array([0, -100, 2, -100, 4]), ignore_index=-100, note="two ignored tokens"),
+        _c(hidden, weight, labels, label_smoothing=0.1, reduction="sum", note="smoothing, reduction='sum'"),
+        _c(r.normal(size=(2, 4, 3)), weight, r.integers(0, 7, (2, 4)), reduction="none",
+           note="(batch, time, hidden) input"),
+    ]
+
+
 _GENERATORS = {
     "logsumexp": _cases_logsumexp,
     "softmax": lambda: _lse_like("softmax"),
@@ -338,6 +352,7 @@ _GENERATORS = {
     "perplexity": _cases_perplexity,
     "softmax_cross_entropy_grad": _cases_softmax_grad,
     "sigmoid_cross_entropy_grad": _cases_sigmoid_grad,
+    "linear_cross_entropy": _cases_linear_cross_entropy,
     "gradient_descent": _cases_gradient_descent,
 }
 

@@ -16,12 +16,12 @@ import warnings
 def setup(seed: int = 0):
     """Silence framework noise, fix every seed, use one thread, set print/plot defaults.
 
-    Imports NumPy, PyTorch and TensorFlow (in that order, after the logging
+    Imports NumPy, TensorFlow and PyTorch (in that order, after the logging
     switches) and returns nothing; call :func:`seed_all` again before each
     training run that must be reproducible on its own.
     """
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))  # for subprocesses; this kernel's is fixed at start
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"  # bit-identical CPU results across runs
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

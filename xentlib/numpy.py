@@ -25,6 +25,12 @@ Conventions, shared by all three backends
   ``ignore_index``, by the summed weight of the kept items, as PyTorch does.
   A mean over zero kept items is 0 (as Keras; PyTorch returns NaN).
 * **Checks**: bad input raises ``ValueError``/``TypeError`` naming the argument.
+  A distribution must sum to 1 within a tolerance set by its dtype
+  (float64 :math:`10^{-6}`, float32 :math:`10^{-4}`, float16 :math:`10^{-2}`,
+  bfloat16 :math:`2 \cdot 10^{-2}`); a probability may exceed 1 by as much (round-off).
+  Losses need finite logits; the building blocks accept
+  :math:`-\infty` (a masked class) but not NaN, and ``softmax``/``log_softmax``
+  reject :math:`+\infty` and slices of only :math:`-\infty` (their result would be NaN).
   The data-dependent checks can be switched off with
   ``xentlib.value_checks(False)``.
 """
@@ -43,6 +49,7 @@ __all__ = [
     "binary_cross_entropy",
     "mean_squared_error", "gaussian_nll", "perplexity",
     "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
+    "linear_cross_entropy",
     "gradient_descent",
 ]
 
@@ -113,6 +120,13 @@ def _check_finite_values(x, name):
         raise V.has_nan(name)
 
 
+def _check_real_values(x, name):
+    """Neither NaN nor +-inf (regression values: inf - inf would be a silent NaN)."""
+    _check_finite_values(x, name)
+    if V.value_checks_enabled() and np.isinf(x).any():
+        raise V.has_inf(name)
+
+
 def _check_softmax_input(x, axis):
     """+inf, or a slice of only -inf, makes softmax 0/0 or inf/inf: NaN."""
     if V.value_checks_enabled() and x.size:
@@ -169,7 +183,8 @@ def logsumexp(x, *, axis=-1, keepdims=False):
         out = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True)) + m
     if not keepdims:
         out = np.squeeze(out, axis=axis)
-    return out.astype(x.dtype)
+    with np.errstate(over="ignore"):  # float16: above 65504 is inf, as in torch
+        return out.astype(x.dtype)
 
 
 def softmax(x, *, axis=-1):
@@ -198,8 +213,9 @@ def log_softmax(x, *, axis=-1):
               = (z_i - m) - \log \sum_j e^{z_j - m}
 
     The second form (as SciPy and PyTorch compute it) avoids cancellation
-    between two large numbers for the dominant class. Finite for every finite input, unlike ``log(softmax(z))``, whose small
-    probabilities underflow to 0 and give :math:`-\infty`.
+    between two large numbers for the dominant class. Finite for every finite
+    input, unlike ``log(softmax(z))``, whose small probabilities underflow to 0
+    and give :math:`-\infty`.
 
     >>> from xentlib import numpy as xl
     >>> xl.log_softmax([0.0, 1000.0]).tolist()
@@ -210,7 +226,7 @@ def log_softmax(x, *, axis=-1):
     _check_finite_values(x, "x")
     _check_softmax_input(x, axis)
     shifted = _shift_by_max(_compute(x), axis)[0]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # float16: below -65504 is -inf, as in torch
         return (shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))).astype(x.dtype)
 
 
@@ -297,9 +313,9 @@ def kl_divergence(p, q, *, axis=-1, base=None):
     .. math:: D_{\mathrm{KL}}(P \,\|\, Q) = \sum_i p_i \log \frac{p_i}{q_i} \;\ge\; 0
 
     Zero only when :math:`P = Q`; not symmetric. Matches
-    ``scipy.special.rel_entr(p, q).sum(axis)`` and ``torch.nn.functional.kl_div(
-    q.log(), p, reduction='batchmean')`` for one batch axis (note PyTorch's
-    reversed argument order and log-input).
+    ``scipy.special.rel_entr(p, q).sum(axis)``; for a batch of rows its mean
+    equals ``torch.nn.functional.kl_div(q.log(), p, reduction='batchmean')``
+    (note PyTorch's reversed argument order and log-input).
 
     >>> from xentlib import numpy as xl
     >>> round(float(xl.kl_divergence([0.6, 0.2, 0.2], [0.5, 0.3, 0.2])), 6)
@@ -602,8 +618,8 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
     y_pred = _float_array(y_pred, "y_pred")
     V.check_reduction(reduction)
     _same_shape(y_true, "y_true", y_pred, "y_pred")
-    _check_finite_values(y_true, "y_true")
-    _check_finite_values(y_pred, "y_pred")
+    _check_real_values(y_true, "y_true")
+    _check_real_values(y_pred, "y_pred")
     return _reduce((_compute(y_true) - _compute(y_pred)) ** 2, reduction).astype(_loss_dtype(y_pred))
 
 
@@ -628,8 +644,8 @@ def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     V.check_bool("full", full)
     V.check_reduction(reduction)
     _same_shape(y_true, "y_true", mean, "mean")
-    _check_finite_values(y_true, "y_true")
-    _check_finite_values(mean, "mean")
+    _check_real_values(y_true, "y_true")
+    _check_real_values(mean, "mean")
     var = _float_array(variance, "variance")
     try:
         np.broadcast_shapes(var.shape, y_true.shape)
@@ -744,3 +760,7 @@ def gradient_descent(loss_and_grad, params, *, learning_rate=0.1, steps=100):
         losses[t] = loss
         theta = theta - learning_rate * grad
     return theta, losses
+
+
+# ---- large vocabularies (issue 5): chunked logits, never the whole N x V matrix ----
+from xentlib._linear_numpy import linear_cross_entropy  # noqa: E402

@@ -46,6 +46,7 @@ __all__ = [
     "binary_cross_entropy",
     "mean_squared_error", "gaussian_nll", "perplexity",
     "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
+    "linear_cross_entropy",
     "keras_loss",
 ]
 
@@ -115,7 +116,7 @@ def _same_shape(a, a_name, b, b_name):
 def _same_runtime_shape(a, a_name, b, b_name):
     """In a graph with unknown dimensions (e.g. the batch), check when it runs."""
     if not (a.shape.is_fully_defined() and b.shape.is_fully_defined()):
-        tf.debugging.assert_equal(
+        return tf.debugging.assert_equal(
             tf.shape(a, tf.int64), tf.shape(b, tf.int64),
             message=f"{a_name} and {b_name} must have the same shape")
 
@@ -128,7 +129,9 @@ def _require(ok, builder, *args):
     """Raise ``builder(*args)`` unless ``ok`` (a boolean scalar tensor).
 
     Eager: a ``ValueError``. Graph: a ``tf.debugging.Assert`` with the same text,
-    tensor arguments filled in when it fails. Tensor ``args`` are scalars.
+    tensor arguments filled in when it fails, returned so that ops which would
+    fail on their own (a gather at a bad label) can be made to run after it.
+    Tensor ``args`` are scalars.
     """
     if tf.executing_eagerly():
         if not bool(ok):
@@ -143,7 +146,7 @@ def _require(ok, builder, *args):
         fake.append(a)
     text = str(builder(*fake))
     parts = re.split("(" + "|".join(slots) + ")", text) if slots else [text]
-    tf.debugging.Assert(ok, [slots.get(p, p) for p in parts if p], summarize=1)
+    return tf.debugging.Assert(ok, [slots.get(p, p) for p in parts if p], summarize=1)
 
 
 def _check_logits(z, name):
@@ -177,6 +180,13 @@ def _check_distribution(p, name, axis):
         worst = _worst_sum(tf.reduce_sum(tf.cast(p, tf.float64), axis=axis))
         tol = V.sum_tolerance(p.dtype.name)
         _require(tf.abs(worst - 1) <= tol, V.not_distribution, name, worst, tol, axis)
+
+
+def _check_real_values(x, name):
+    """Neither NaN nor +-inf (regression values: inf - inf would be a silent NaN)."""
+    _check_finite_values(x, name)
+    if V.value_checks_enabled():
+        _require(tf.logical_not(tf.reduce_any(tf.math.is_inf(x))), V.has_inf, name)
 
 
 def _check_softmax_input(x, axis):
@@ -533,7 +543,7 @@ def _check_labels(labels, num_classes, ignore_index, name="labels"):
     big = tf.constant(np.iinfo(np.int64).max, tf.int64)
     low = tf.reduce_min(tf.where(bad, labels, big))
     high = tf.reduce_max(tf.where(bad, labels, -big))
-    _require(tf.logical_not(tf.reduce_any(bad)), V.bad_labels, name, low, high,
+    return _require(tf.logical_not(tf.reduce_any(bad)), V.bad_labels, name, low, high,
              num_classes, ignore_index)
 
 
@@ -582,11 +592,16 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     expected = y_pred.shape[:axis].concatenate(y_pred.shape[axis + 1:])
     if not labels.shape.is_compatible_with(expected) or labels.shape.rank != expected.rank:
         raise V.labels_shape("labels", _shape(labels), tuple(expected.as_list()))
+    checks = []
     if not (labels.shape.is_fully_defined() and y_pred.shape.is_fully_defined()):
-        _same_runtime_shape(labels, "labels", _move_to_last(y_pred, axis)[..., 0],
-                            "y_pred without its class axis")
+        checks.append(_same_runtime_shape(labels, "labels", _move_to_last(y_pred, axis)[..., 0],
+                                          "y_pred without its class axis"))
     num_classes = _dim(y_pred, axis)
-    _check_labels(labels, num_classes, ignore_index)
+    checks.append(_check_labels(labels, num_classes, ignore_index))
+    checks = [c for c in checks if c is not None]
+    if checks:  # graph mode: the gathers below raise their own, unnamed error at a bad label
+        with tf.control_dependencies(checks):
+            labels = tf.identity(labels)
     if from_logits:
         _check_logits(y_pred, "y_pred")
     else:
@@ -695,8 +710,8 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
     y_pred = _float_tensor(y_pred, "y_pred")
     V.check_reduction(reduction)
     _same_shape(y_true, "y_true", y_pred, "y_pred")
-    _check_finite_values(y_true, "y_true")
-    _check_finite_values(y_pred, "y_pred")
+    _check_real_values(y_true, "y_true")
+    _check_real_values(y_pred, "y_pred")
     z = _compute(y_pred)
     per_elem = tf.square(tf.cast(_compute(y_true), z.dtype) - z)
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
@@ -721,8 +736,8 @@ def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     V.check_bool("full", full)
     V.check_reduction(reduction)
     _same_shape(y_true, "y_true", mean, "mean")
-    _check_finite_values(y_true, "y_true")
-    _check_finite_values(mean, "mean")
+    _check_real_values(y_true, "y_true")
+    _check_real_values(mean, "mean")
     var = _float_tensor(variance, "variance")
     try:
         tf.broadcast_static_shape(var.shape, y_true.shape)
@@ -871,3 +886,7 @@ def keras_loss(fn, *, name=None, **kwargs):
             return fn(y_true, y_pred, **kwargs)
 
     return XentlibLoss(name=name or getattr(fn, "__name__", "xentlib_loss"), reduction="none")
+
+
+# ---- large vocabularies (issue 5): chunked logits, never the whole N x V matrix ----
+from xentlib._linear_tensorflow import linear_cross_entropy  # noqa: E402

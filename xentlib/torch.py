@@ -45,6 +45,7 @@ __all__ = [
     "binary_cross_entropy",
     "mean_squared_error", "gaussian_nll", "perplexity",
     "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
+    "linear_cross_entropy", "vocab_parallel_cross_entropy",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -156,6 +157,13 @@ def _check_distribution(p, name, axis):
 def _check_finite_values(x, name):
     if V.value_checks_enabled() and bool(torch.isnan(x).any()):
         raise V.has_nan(name)
+
+
+def _check_real_values(x, name):
+    """Neither NaN nor +-inf (regression values: inf - inf would be a silent NaN)."""
+    _check_finite_values(x, name)
+    if V.value_checks_enabled() and bool(torch.isinf(x).any()):
+        raise V.has_inf(name)
 
 
 def _check_softmax_input(x, axis):
@@ -325,7 +333,7 @@ def kl_divergence(p, q, *, axis=-1, base=None):
 
     .. math:: D_{\mathrm{KL}}(P \,\|\, Q) = \sum_i p_i \log \frac{p_i}{q_i} \;\ge\; 0
 
-    Equals ``F.kl_div(q.log(), p, reduction='batchmean')`` for one batch axis
+    One value per row; their mean equals ``F.kl_div(q.log(), p, reduction='batchmean')``
     (PyTorch takes log-q first and p second; its ``'mean'`` divides by the
     number of elements, which is not a KL divergence).
 
@@ -624,8 +632,8 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
     y_true, y_pred = _float_pair(y_true, "y_true", y_pred, "y_pred")
     V.check_reduction(reduction)
     _same_shape(y_true, "y_true", y_pred, "y_pred")
-    _check_finite_values(y_true, "y_true")
-    _check_finite_values(y_pred, "y_pred")
+    _check_real_values(y_true, "y_true")
+    _check_real_values(y_pred, "y_pred")
     return _reduce((_compute(y_true) - _compute(y_pred)) ** 2, reduction).to(_loss_dtype(y_pred))
 
 
@@ -648,8 +656,8 @@ def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     V.check_bool("full", full)
     V.check_reduction(reduction)
     _same_shape(y_true, "y_true", mean, "mean")
-    _check_finite_values(y_true, "y_true")
-    _check_finite_values(mean, "mean")
+    _check_real_values(y_true, "y_true")
+    _check_real_values(mean, "mean")
     var = _float_tensor(variance, "variance", y_true.device)
     try:
         torch.broadcast_shapes(var.shape, y_true.shape)
@@ -725,3 +733,8 @@ def sigmoid_cross_entropy_grad(y_true, logits):
     _check_probabilities(y_true, "y_true")
     _check_logits(logits, "logits")
     return (sigmoid(_compute(logits)) - _compute(y_true)).to(logits.dtype)
+
+
+# ---- large vocabularies (issue 5): chunked logits, never the whole N x V matrix ----
+from xentlib._linear_torch import linear_cross_entropy  # noqa: E402
+from xentlib.distributed import vocab_parallel_cross_entropy  # noqa: E402
