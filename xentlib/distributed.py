@@ -45,7 +45,7 @@ def vocab_parallel_cross_entropy(logits_shard, labels, *, group=None, ignore_ind
               + \frac{\varepsilon}{V}\sum_{c}\big(\operatorname{lse}(z_n) - z_{n,c}\big)
 
     ``logits_shard`` is this rank's ``(..., V_r)`` slice of the logits (ranks in
-    order, see :func:`vocab_shard`), ``labels`` the *global* class indices, the
+    order, see :func:`xentlib.distributed.vocab_shard`), ``labels`` the *global* class indices, the
     same tensor on every rank. Every rank returns the same loss, equal to
     ``sparse_categorical_cross_entropy(labels, full_logits, from_logits=True,
     ...)`` (PyTorch semantics; ``'mean'`` over kept items, 0 if none), and
