@@ -150,8 +150,14 @@ def _require(ok, builder, *args):
 
 
 def _check_logits(z, name):
-    if V.value_checks_enabled():
-        _require(tf.reduce_all(tf.math.is_finite(z)), V.not_finite, name)
+    if not V.value_checks_enabled():
+        return
+    if z.dtype in (tf.float32, tf.float64):  # one pass: a finite sum means no NaN/inf (else look closer)
+        ok = tf.cond(tf.math.is_finite(tf.reduce_sum(z)), lambda: tf.constant(True),
+                     lambda: tf.reduce_all(tf.math.is_finite(z)))
+    else:  # a 16-bit sum overflows easily
+        ok = tf.reduce_all(tf.math.is_finite(z))
+    _require(ok, V.not_finite, name)
 
 
 def _check_finite_values(x, name):
@@ -162,10 +168,14 @@ def _check_finite_values(x, name):
 def _check_probabilities(p, name):
     if not V.value_checks_enabled():
         return
-    _check_finite_values(p, name)
+    # Fast reductions only: a sum is NaN only if some value is NaN (or +inf meets -inf: look closer).
+    has_nan = tf.cond(tf.math.is_nan(tf.reduce_sum(p)), lambda: tf.reduce_any(tf.math.is_nan(p)),
+                      lambda: tf.constant(False))
+    _require(tf.logical_not(has_nan), V.has_nan, name)
     # Round-off may push a sum of probabilities a few ulps above 1: tolerated.
-    ok = tf.reduce_all((p >= 0) & (p <= 1 + V.sum_tolerance(p.dtype.name)))
-    _require(ok, V.not_probability, name, tf.reduce_min(p), tf.reduce_max(p))
+    low, high = tf.reduce_min(p), tf.reduce_max(p)
+    ok = (low >= 0) & (high <= 1 + V.sum_tolerance(p.dtype.name))
+    _require(ok, V.not_probability, name, low, high)
 
 
 def _worst_sum(sums):
@@ -177,8 +187,14 @@ def _worst_sum(sums):
 def _check_distribution(p, name, axis):
     _check_probabilities(p, name)
     if V.value_checks_enabled():
-        worst = _worst_sum(tf.reduce_sum(tf.cast(p, tf.float64), axis=axis))
         tol = V.sum_tolerance(p.dtype.name)
+        exact = lambda: _worst_sum(tf.reduce_sum(tf.cast(p, tf.float64), axis=axis))  # noqa: E731
+        if p.dtype == tf.float64:
+            worst = exact()
+        else:  # a fast float32 sum settles rows clearly within tolerance; float64 otherwise
+            quick = tf.reduce_sum(tf.cast(p, tf.float32), axis=axis)
+            clear = tf.reduce_all(tf.abs(quick - 1) <= tol / 4)
+            worst = tf.cond(clear, lambda: tf.constant(1.0, tf.float64), exact)
         _require(tf.abs(worst - 1) <= tol, V.not_distribution, name, worst, tol, axis)
 
 
@@ -491,9 +507,134 @@ def smooth_labels(y, epsilon, *, axis=-1):
     epsilon = V.check_fraction("epsilon", epsilon)
     axis = V.normalize_axis(axis, y.shape.rank)
     _check_distribution(y, "y", axis)
+    return _smoothed(y, epsilon, axis)
+
+
+def _smoothed(y, epsilon, axis):
+    """:func:`smooth_labels` without the checks (for callers that already checked ``y``)."""
     k = _dim(y, axis)
     uniform = epsilon / k if isinstance(k, int) else epsilon / tf.cast(k, tf.float64)
     return tf.constant(1 - epsilon, y.dtype) * y + tf.cast(tf.constant(uniform, tf.float64), y.dtype)
+
+
+# ---- fast paths from logits: one pass for the softmax, analytic gradients -----------------
+#
+# ``tf.custom_gradient`` functions that compute the log-sum-exp once in forward, keep
+# exp(z - max) for backward and return the gradient in closed form,
+# (softmax(z) - smoothed target) * weight / denominator. Gradients flow to the logits (and
+# to the targets of the categorical and binary losses), not to class_weight/pos_weight;
+# the gradient functions are not themselves differentiable: no second-order gradients.
+
+def _row_factor(g, reduction, like, denominator):
+    """Upstream gradient per item for each reduction."""
+    if reduction == "none":
+        return g
+    if reduction == "mean":
+        g = tf.math.divide_no_nan(g, denominator)
+    return g * tf.ones_like(like)
+
+
+def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
+    """Sparse CE from logits ``z`` with classes last; per-item output shaped like ``labels``."""
+    dtype = z.dtype
+    z2 = tf.reshape(z, tf.stack([-1, tf.shape(z)[-1]]))
+    kept2 = tf.reshape(kept, [-1])
+    safe = tf.cast(tf.reshape(tf.where(kept, labels, tf.zeros_like(labels)), [-1]), tf.int64)
+    num_classes = tf.cast(tf.shape(z2)[1], dtype)
+    zeros = tf.zeros_like(kept2, dtype)
+    w_y = tf.cast(kept2, dtype) if weight is None else tf.where(kept2, tf.gather(weight, safe), zeros)
+    denominator = tf.reduce_sum(w_y)
+    total_w = num_classes if weight is None else tf.reduce_sum(weight)
+
+    @tf.custom_gradient
+    def loss(z2):
+        e = z2 - tf.reduce_max(z2, axis=1, keepdims=True)
+        e_y = tf.gather(e, safe, axis=1, batch_dims=1)
+        if eps > 0:  # sum_c w_c (z_c - m)
+            e_w = tf.reduce_sum(e, axis=1) if weight is None else tf.linalg.matvec(e, weight)
+        ex = tf.exp(e)
+        s = tf.reduce_sum(ex, axis=1)
+        log_s = tf.math.log(s)
+        per_item = (1 - eps) * w_y * (log_s - e_y)
+        if eps > 0:  # -sum_c w_c log q_c / C
+            per_item += eps * tf.where(kept2, (total_w * log_s - e_w) / num_classes, zeros)
+        per_item = tf.where(kept2, per_item, zeros)
+        if reduction == "none":
+            out = tf.reshape(per_item, tf.shape(labels))
+        else:
+            out = tf.reduce_sum(per_item)
+            if reduction == "mean":
+                out = tf.math.divide_no_nan(out, denominator)  # no kept item -> 0
+
+        def grad(g):
+            g = _row_factor(tf.reshape(g, [-1]) if reduction == "none" else g,
+                            reduction, w_y, denominator)
+            target = (1 - eps) * w_y * g  # 0 for ignored items
+            row = target
+            if eps > 0:
+                uniform_g = tf.where(kept2, g, zeros) * (eps / num_classes)
+                row = target + uniform_g * total_w
+            dz = ex * (row / s)[:, None]  # softmax = ex / s
+            if eps > 0:
+                dz -= uniform_g[:, None] * (1.0 if weight is None else weight)
+            index = tf.stack([tf.range(tf.size(safe, tf.int64), dtype=tf.int64), safe], axis=1)
+            return tf.tensor_scatter_nd_sub(dz, index, target)
+
+        return out, grad
+
+    return loss(z2)
+
+
+def _categorical_from_logits(target, z, reduction):
+    """Categorical CE from logits ``z`` with classes last; gradients for logits and target."""
+
+    @tf.custom_gradient
+    def loss(z, t):
+        e = z - tf.reduce_max(z, axis=-1, keepdims=True)
+        t_e = tf.reduce_sum(t * e, axis=-1)
+        ex = tf.exp(e)
+        s = tf.reduce_sum(ex, axis=-1)
+        log_s = tf.math.log(s)
+        total_t = tf.reduce_sum(t, axis=-1)
+        per_row = total_t * log_s - t_e  # -sum_c t_c log q_c, both terms >= 0
+        out = _reduce(per_row, reduction)
+
+        def grad(g):
+            count = tf.cast(tf.size(per_row), per_row.dtype)
+            g = _row_factor(g, reduction, per_row, count)[..., None]
+            dz = ex * (total_t[..., None] * g / s[..., None]) - t * g
+            dt = -g * (e - log_s[..., None])  # -g log q
+            return dz, dt
+
+        return out, grad
+
+    return loss(z, target)
+
+
+def _binary_from_logits(y, z, w_pos, reduction):
+    """Binary CE from logits; gradients for logits and (smoothed) targets."""
+
+    @tf.custom_gradient
+    def loss(z, y):
+        log_p = tf.math.log_sigmoid(z)  # log(1 - sigma(z)) = log_p - z
+        if w_pos is None:
+            per_elem = (1 - y) * z - log_p
+        else:
+            per_elem = (1 - y) * z - (w_pos * y + (1 - y)) * log_p
+        out = _reduce(per_elem, reduction)
+
+        def grad(g):
+            count = tf.cast(tf.size(per_elem), per_elem.dtype)
+            g = _row_factor(g, reduction, per_elem, count)
+            sig = tf.sigmoid(z)
+            if w_pos is None:
+                return (sig - y) * g, -z * g
+            wy = w_pos * y
+            return (sig * (wy + (1 - y)) - wy) * g, -(z + (w_pos - 1) * log_p) * g
+
+        return out, grad
+
+    return loss(z, y)
 
 
 # ---- losses -------------------------------------------------------------------------
@@ -511,6 +652,11 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
     Keras, probabilities are neither renormalised nor clipped: rows must sum to
     1, and :math:`\hat y_c = 0` with :math:`\tilde y_c > 0` gives :math:`+\infty`.
 
+    From logits the gradient is analytic (``tf.custom_gradient``: softmax
+    computed once, :math:`(\operatorname{softmax}(z) - \tilde y)\,w / \text{denominator}`);
+    it flows to the logits and targets; second-order gradients
+    through it are not supported.
+
     >>> from xentlib import tensorflow as xl
     >>> round(float(xl.categorical_cross_entropy([[0.0, 1.0, 0.0]], [[0.1, 0.7, 0.2]])), 6)
     0.356675
@@ -523,11 +669,12 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
     _same_shape(y_true, "y_true", y_pred, "y_pred")
     axis = V.normalize_axis(axis, y_pred.shape.rank)
     _check_distribution(y_true, "y_true", axis)
-    target = _compute(smooth_labels(y_true, label_smoothing, axis=axis))
+    target = _compute(_smoothed(y_true, label_smoothing, axis) if label_smoothing else y_true)
     z = _compute(y_pred)
     if from_logits:
         _check_logits(y_pred, "y_pred")
-        per_row = -tf.reduce_sum(tf.cast(target, z.dtype) * log_softmax(z, axis=axis), axis=axis)
+        per_row = _categorical_from_logits(_move_to_last(tf.cast(target, z.dtype), axis),
+                                           _move_to_last(z, axis), "none")
     else:
         _check_distribution(y_pred, "y_pred", axis)
         per_row = -tf.reduce_sum(_xlogy(tf.cast(target, z.dtype), z), axis=axis)
@@ -577,6 +724,11 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     count as Keras' ``sample_weight`` does. Ignored items give 0 under
     ``'none'``. Keras passes labels as floats: use :func:`keras_loss`.
 
+    From logits the gradient is analytic (``tf.custom_gradient``: softmax
+    computed once, :math:`(\operatorname{softmax}(z) - \tilde y)\,w / \text{denominator}`);
+    it flows to the logits (not to ``class_weight``); second-order gradients
+    through it are not supported.
+
     >>> from xentlib import tensorflow as xl
     >>> z = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]
     >>> round(float(xl.sparse_categorical_cross_entropy([0, 2], z, from_logits=True)), 6)
@@ -609,6 +761,9 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     z = _move_to_last(_compute(y_pred), axis)
     kept = tf.ones_like(labels, tf.bool) if ignore_index is None else tf.not_equal(labels, ignore_index)
     weight = _class_weight(class_weight, num_classes, z.dtype)
+    if from_logits:
+        out = _sparse_from_logits(labels, z, kept, weight, label_smoothing, reduction)
+        return tf.cast(out, _loss_dtype(y_pred))
     per_item, w_y = _sparse_terms(labels, z, kept, weight, from_logits, label_smoothing, num_classes)
     out = _reduce(per_item, reduction, denominator=tf.reduce_sum(w_y))
     return tf.cast(out, _loss_dtype(y_pred))
@@ -668,6 +823,10 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     ``tf.nn.sigmoid_cross_entropy_with_logits``; probabilities are not clipped
     (Keras clips them to :math:`[10^{-7}, 1-10^{-7}]`).
 
+    From logits the gradient is analytic (``tf.custom_gradient``,
+    :math:`\sigma(z)(w_+ \tilde y + 1 - \tilde y) - w_+ \tilde y`); it flows to the logits
+    and targets, not to ``pos_weight``, and second-order gradients through it are not supported.
+
     >>> from xentlib import tensorflow as xl
     >>> round(float(xl.binary_cross_entropy([1.0, 0.0], [0.9, 0.2])), 6)
     0.164252
@@ -681,10 +840,15 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     _check_probabilities(y_true, "y_true")
     w_pos = _pos_weight(pos_weight, y_pred)
     z = _compute(y_pred)
-    y = tf.cast(_compute(y_true), z.dtype) * (1 - label_smoothing) + label_smoothing / 2
+    y = tf.cast(_compute(y_true), z.dtype)
+    if label_smoothing:
+        y = y * (1 - label_smoothing) + label_smoothing / 2
     w_pos = 1.0 if w_pos is None else tf.cast(w_pos, z.dtype)
     if from_logits:
         _check_logits(y_pred, "y_pred")
+        if pos_weight is None or w_pos.shape.rank == 0 or z.shape.rank:
+            out = _binary_from_logits(y, z, None if pos_weight is None else w_pos, reduction)
+            return tf.cast(out, _loss_dtype(y_pred))
         per_elem = -(w_pos * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z))
     else:
         _check_probabilities(y_pred, "y_pred")
