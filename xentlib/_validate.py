@@ -70,6 +70,14 @@ def check_fraction(name: str, value) -> float:
     return value
 
 
+def check_loss_options(from_logits, label_smoothing, reduction) -> float:
+    """The options every cross-entropy loss takes; returns ``label_smoothing`` as a float."""
+    check_bool("from_logits", from_logits)
+    label_smoothing = check_fraction("label_smoothing", label_smoothing)
+    check_reduction(reduction)
+    return label_smoothing
+
+
 def check_positive(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a positive float; got {value!r}")

@@ -663,9 +663,7 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
     """
     y_true = _float_tensor(y_true, "y_true")
     y_pred = _float_tensor(y_pred, "y_pred")
-    V.check_bool("from_logits", from_logits)
-    label_smoothing = V.check_fraction("label_smoothing", label_smoothing)
-    V.check_reduction(reduction)
+    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
     _same_shape(y_true, "y_true", y_pred, "y_pred")
     axis = V.normalize_axis(axis, y_pred.shape.rank)
     _check_distribution(y_true, "y_true", axis)
@@ -736,10 +734,8 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     """
     labels = _label_tensor(labels)
     y_pred = _float_tensor(y_pred, "y_pred")
-    V.check_bool("from_logits", from_logits)
-    label_smoothing = V.check_fraction("label_smoothing", label_smoothing)
+    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
     ignore_index = V.check_int("ignore_index", ignore_index, allow_none=True)
-    V.check_reduction(reduction)
     axis = V.normalize_axis(axis, y_pred.shape.rank)
     expected = y_pred.shape[:axis].concatenate(y_pred.shape[axis + 1:])
     if not labels.shape.is_compatible_with(expected) or labels.shape.rank != expected.rank:
@@ -833,9 +829,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     """
     y_true = _float_tensor(y_true, "y_true")
     y_pred = _float_tensor(y_pred, "y_pred")
-    V.check_bool("from_logits", from_logits)
-    label_smoothing = V.check_fraction("label_smoothing", label_smoothing)
-    V.check_reduction(reduction)
+    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
     _same_shape(y_true, "y_true", y_pred, "y_pred")
     _check_probabilities(y_true, "y_true")
     w_pos = _pos_weight(pos_weight, y_pred)

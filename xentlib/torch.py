@@ -472,9 +472,7 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
     0.356675
     """
     y_true, y_pred = _float_pair(y_true, "y_true", y_pred, "y_pred")
-    V.check_bool("from_logits", from_logits)
-    label_smoothing = V.check_fraction("label_smoothing", label_smoothing)
-    V.check_reduction(reduction)
+    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
     _same_shape(y_true, "y_true", y_pred, "y_pred")
     axis = V.normalize_axis(axis, y_pred.ndim)
     _check_distribution(y_true, "y_true", axis)
@@ -670,10 +668,8 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
     """
     labels = _label_tensor(labels)
     y_pred = _float_tensor(y_pred, "y_pred", labels.device)
-    V.check_bool("from_logits", from_logits)
-    label_smoothing = V.check_fraction("label_smoothing", label_smoothing)
+    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
     ignore_index = V.check_int("ignore_index", ignore_index, allow_none=True)
-    V.check_reduction(reduction)
     axis = V.normalize_axis(axis, y_pred.ndim)
     expected = tuple(y_pred.shape[:axis] + y_pred.shape[axis + 1:])
     if tuple(labels.shape) != expected:
@@ -741,9 +737,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     0.164252
     """
     y_true, y_pred = _float_pair(y_true, "y_true", y_pred, "y_pred")
-    V.check_bool("from_logits", from_logits)
-    label_smoothing = V.check_fraction("label_smoothing", label_smoothing)
-    V.check_reduction(reduction)
+    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
     _same_shape(y_true, "y_true", y_pred, "y_pred")
     _check_probabilities(y_true, "y_true")
     y = _compute(y_true)
