@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env test test-lib test-notebooks test-browser book notebooks bench pdf clean
+.PHONY: env test test-lib test-notebooks test-notebooks-emulated test-browser book notebooks bench pdf clean
 
 
 $(STAMP): requirements.txt pyproject.toml
@@ -20,19 +20,30 @@ $(STAMP): requirements.txt pyproject.toml
 
 env: $(STAMP)
 
-# Library tests, doctests and every notebook (nbval compares the stored outputs), in one run.
+# Another CPU, emulated (CONTRIBUTING.md): torch's generic kernels, an older OpenBLAS core for
+# NumPy/SciPy, TensorFlow through oneDNN limited to AVX2. Exact cells must still match and every
+# claim must still hold.
+OPENBLAS_OTHER_CORE := $(if $(filter aarch64 arm64,$(shell uname -m)),ARMV8,Prescott)
+EMULATED_CPU := ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=$(OPENBLAS_OTHER_CORE) \
+  TF_ENABLE_ONEDNN_OPTS=1 ONEDNN_MAX_CPU_ISA=AVX2
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.cfg
+
+# Library tests, doctests and every notebook (nbval: exact cells compared, claims checked),
+# then the notebooks once more on the emulated CPU.
 test: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q \
-	  --doctest-modules xentlib tests \
-	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.cfg book
+	  --doctest-modules xentlib tests $(NBVAL) book
+	$(EMULATED_CPU) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q $(NBVAL) book
 
 test-lib: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q --doctest-modules xentlib tests \
 	  --ignore=tests/test_browser.py
 
 test-notebooks: env
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q \
-	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.cfg book
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q $(NBVAL) book
+
+test-notebooks-emulated: env
+	$(EMULATED_CPU) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q $(NBVAL) book
 
 # The built book in headless Chromium, offline (part of `make test`; screenshots in test-artifacts/).
 test-browser: env
