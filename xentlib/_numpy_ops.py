@@ -1,0 +1,102 @@
+"""The NumPy adapter of the front door (see :mod:`xentlib._frontdoor`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from xentlib import _validate as V
+from xentlib._frontdoor import FrontDoor
+
+
+def host_array(x, name):
+    """A Python number or (nested) list as an ndarray; float64 for numbers, strings refused."""
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.dtype.kind not in "biuf":  # "0.5" is not a number
+        raise TypeError(f"{name} must be an array of floats; got {type(x).__name__}")
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+class NumpyOps:
+    def is_array(self, x):
+        return isinstance(x, (np.ndarray, np.generic))
+
+    def as_float(self, x, name, like=None):
+        x = np.asarray(x) if self.is_array(x) else host_array(x, name)
+        if x.dtype.kind != "f":
+            raise V.not_float(name, x.dtype)
+        return x
+
+    def as_labels(self, labels, name, like=None):
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu":
+            raise V.not_integer(name, labels.dtype)
+        return labels
+
+    def is_float(self, x):
+        return x.dtype.kind == "f"
+
+    def is_integer(self, x):
+        return x.dtype.kind in "iu"
+
+    def shape(self, x):
+        return tuple(x.shape)
+
+    def dim(self, x, axis):
+        return x.shape[axis]
+
+    def dtype_name(self, x):
+        return x.dtype.name
+
+    def is_empty(self, x):
+        return x.size == 0
+
+    def any_nan(self, x):
+        return bool(np.isnan(x).any())
+
+    def any_inf(self, x):
+        return bool(np.isinf(x).any())
+
+    def all_finite(self, x):
+        return bool(np.isfinite(x).all())
+
+    def any_inf_max(self, x, axis):
+        return bool(np.isinf(np.max(x, axis=axis)).any())
+
+    def min_max(self, x):
+        return float(x.min()), float(x.max())
+
+    def any_nan_scalar(self, *values):
+        return any(v != v for v in values)  # NaN is the one value unequal to itself
+
+    def worst_sum(self, p, axes, tol):
+        sums = p.sum(axis=axes, dtype=np.float64)
+        return float(sums.flat[np.argmax(np.abs(sums - 1))])
+
+    def bad_labels(self, labels, num_classes, ignore_index):
+        bad = (labels < 0) | (labels >= num_classes)
+        if ignore_index is not None:
+            bad &= labels != ignore_index
+        if not bad.any():
+            return False, 0, 0
+        return True, int(labels[bad].min()), int(labels[bad].max())
+
+    def all_nonnegative(self, w, strict=False):
+        return bool(np.isfinite(w).all() and ((w > 0) if strict else (w >= 0)).all())
+
+    def require(self, ok, builder, *args):
+        if not ok:
+            raise builder(*args)
+
+    def same_runtime_shape(self, a, a_name, b, b_name):
+        return None
+
+    def same_labels_shape(self, labels, y_pred, axis):
+        return None
+
+    def after(self, x, checks):
+        return x
+
+
+front_door = FrontDoor(NumpyOps())

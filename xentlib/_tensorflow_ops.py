@@ -1,0 +1,193 @@
+"""The TensorFlow adapter of the front door (see :mod:`xentlib._frontdoor`).
+
+Eager mode answers with Python values and raises at once. While a
+``tf.function`` is traced, the predicates are boolean scalar tensors and
+:meth:`TensorFlowOps.require` adds a ``tf.debugging.Assert`` with the message
+the eager error would have (tensor arguments filled in when it fails). XLA
+drops assertions; the losses then mark an invalid label with NaN instead.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from xentlib import _validate as V
+from xentlib._frontdoor import FrontDoor
+from xentlib._numpy_ops import host_array
+
+
+def _py(value):
+    return value.numpy().item() if tf.is_tensor(value) else value
+
+
+class TensorFlowOps:
+    def is_array(self, x):
+        return tf.is_tensor(x) or isinstance(x, tf.Variable)
+
+    def as_float(self, x, name, like=None):
+        """``x`` as a floating tensor; Python numbers and lists become float64."""
+        if isinstance(x, (np.ndarray, np.generic)):
+            if x.dtype.kind != "f" and x.dtype.name != "bfloat16":  # ml_dtypes' bfloat16 is kind 'V'
+                raise V.not_float(name, x.dtype)
+            x = tf.convert_to_tensor(x)
+        elif not self.is_array(x):
+            x = tf.convert_to_tensor(host_array(x, name))
+        if not x.dtype.is_floating:
+            raise V.not_float(name, x.dtype.name)
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank is None:
+            raise ValueError(f"{name} must have a known rank (number of dimensions)")
+        return x
+
+    def as_labels(self, labels, name, like=None):
+        if not self.is_array(labels):
+            labels = np.asarray(labels)
+            if labels.dtype.kind not in "iu":
+                raise V.not_integer(name, labels.dtype)
+            labels = tf.convert_to_tensor(labels)
+        if not labels.dtype.is_integer:
+            raise V.not_integer(name, labels.dtype.name)
+        labels = tf.convert_to_tensor(labels)
+        if labels.shape.rank is None:
+            raise ValueError(f"{name} must have a known rank (number of dimensions)")
+        return tf.cast(labels, tf.int64)
+
+    def is_float(self, x):
+        return x.dtype.is_floating
+
+    def is_integer(self, x):
+        return x.dtype.is_integer
+
+    def shape(self, x):
+        return tuple(x.shape.as_list())
+
+    def dim(self, x, axis):
+        """Static length along ``axis``, or a scalar tensor when unknown."""
+        n = x.shape[axis]
+        return int(n) if n is not None else tf.shape(x)[axis]
+
+    def dtype_name(self, x):
+        return x.dtype.name
+
+    def is_empty(self, x):
+        return x.shape.num_elements() == 0
+
+    def _answer(self, t):
+        return bool(t) if tf.executing_eagerly() else t
+
+    def any_nan(self, x):
+        return self._answer(tf.reduce_any(tf.math.is_nan(x)))
+
+    def any_inf(self, x):
+        return self._answer(tf.reduce_any(tf.math.is_inf(x)))
+
+    def all_finite(self, x):
+        if x.dtype in (tf.float32, tf.float64):  # one pass: a finite sum means no NaN/inf (else look closer)
+            ok = tf.cond(tf.math.is_finite(tf.reduce_sum(x)), lambda: tf.constant(True),
+                         lambda: tf.reduce_all(tf.math.is_finite(x)))
+        else:  # a 16-bit sum overflows easily
+            ok = tf.reduce_all(tf.math.is_finite(x))
+        return self._answer(ok)
+
+    def any_inf_max(self, x, axis):
+        return self._answer(tf.reduce_any(tf.math.is_inf(tf.reduce_max(x, axis=axis))))
+
+    def min_max(self, x):
+        low, high = tf.reduce_min(x), tf.reduce_max(x)
+        return (_py(low), _py(high)) if tf.executing_eagerly() else (low, high)
+
+    def any_nan_scalar(self, *values):
+        if tf.executing_eagerly():
+            return any(v != v for v in values)  # NaN is the one value unequal to itself
+        return tf.reduce_any(tf.math.is_nan(tf.stack(values)))
+
+    def worst_sum(self, p, axes, tol):
+        def exact():
+            sums = tf.reduce_sum(tf.cast(p, tf.float64), axis=axes)
+            dev = tf.concat([tf.zeros([1], sums.dtype), tf.reshape(sums - 1, [-1])], 0)
+            return 1 + tf.gather(dev, tf.argmax(tf.abs(dev)))  # 1 for an empty input
+
+        if p.dtype == tf.float64:
+            worst = exact()
+        else:  # a fast float32 sum settles rows clearly within tolerance; float64 otherwise
+            quick = tf.reduce_sum(tf.cast(p, tf.float32), axis=axes)
+            clear = tf.reduce_all(tf.abs(quick - 1) <= tol / 4)
+            worst = tf.cond(clear, lambda: tf.constant(1.0, tf.float64), exact)
+        return _py(worst) if tf.executing_eagerly() else worst
+
+    def bad_labels(self, labels, num_classes, ignore_index):
+        labels = tf.cast(labels, tf.int64)
+        bad = invalid_labels(labels, num_classes, ignore_index)
+        big = tf.constant(np.iinfo(np.int64).max, tf.int64)
+        low = tf.reduce_min(tf.where(bad, labels, big))
+        high = tf.reduce_max(tf.where(bad, labels, -big))
+        any_bad = tf.reduce_any(bad)
+        if tf.executing_eagerly():
+            return bool(any_bad), _py(low), _py(high)
+        return any_bad, low, high
+
+    def all_nonnegative(self, w, strict=False):
+        return self._answer(tf.reduce_all(tf.math.is_finite(w) & ((w > 0) if strict else (w >= 0))))
+
+    def require(self, ok, builder, *args):
+        """Raise ``builder(*args)`` unless ``ok``; in a graph, return an assertion op.
+
+        Tensor ``args`` are scalars; their values are written into the message
+        when the assertion fails.
+        """
+        if isinstance(ok, bool):
+            if not ok:
+                raise builder(*[_py(a) for a in args])
+            return None
+        slots, fake = {}, []
+        for i, a in enumerate(args):
+            if tf.is_tensor(a):
+                sentinel = 918273 + 2 * i  # formats the same with {} and {:.6g}
+                slots[str(sentinel)] = a
+                a = sentinel
+            fake.append(a)
+        text = str(builder(*fake))
+        parts = re.split("(" + "|".join(slots) + ")", text) if slots else [text]
+        return tf.debugging.Assert(ok, [slots.get(p, p) for p in parts if p], summarize=1)
+
+    def same_runtime_shape(self, a, a_name, b, b_name):
+        """In a graph with unknown dimensions (e.g. the batch), check when it runs."""
+        if a.shape.is_fully_defined() and b.shape.is_fully_defined():
+            return None
+        return tf.debugging.assert_equal(
+            tf.shape(a, tf.int64), tf.shape(b, tf.int64),
+            message=f"{a_name} and {b_name} must have the same shape")
+
+    def same_labels_shape(self, labels, y_pred, axis):
+        if labels.shape.is_fully_defined() and y_pred.shape.is_fully_defined():
+            return None
+        return self.same_runtime_shape(labels, "labels", move_to_last(y_pred, axis)[..., 0],
+                                       "y_pred without its class axis")
+
+    def after(self, x, checks):
+        """``x`` computed after ``checks``: the gathers that follow would raise an unnamed error."""
+        checks = [c for c in checks if c is not None]
+        if not checks:
+            return x
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
+
+
+def invalid_labels(labels, num_classes, ignore_index):
+    """Where a label is outside [0, num_classes) and not ``ignore_index``."""
+    bad = (labels < 0) | (labels >= tf.cast(num_classes, labels.dtype))
+    if ignore_index is not None:
+        bad &= tf.not_equal(labels, ignore_index)
+    return bad
+
+
+def move_to_last(x, axis):
+    if axis == x.shape.rank - 1:
+        return x
+    perm = [d for d in range(x.shape.rank) if d != axis] + [axis]
+    return tf.transpose(x, perm)
+
+
+front_door = FrontDoor(TensorFlowOps())

@@ -1,0 +1,107 @@
+"""The PyTorch adapter of the front door (see :mod:`xentlib._frontdoor`).
+
+Every value predicate reads one scalar back to the host (a synchronisation on
+a GPU); inputs that are not tensors are created on the device of the tensor
+they go with (``like``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from xentlib import _validate as V
+from xentlib._frontdoor import FrontDoor
+from xentlib._numpy_ops import NumpyOps, host_array
+
+
+def dtype_name(dtype):
+    return str(dtype).replace("torch.", "")
+
+
+def _from_numpy(a):
+    return torch.as_tensor(a if a.flags.writeable else a.copy())
+
+
+class TorchOps(NumpyOps):
+    """Shares the NumPy adapter's scalar logic; every array primitive is torch's."""
+
+    def is_array(self, x):
+        return isinstance(x, torch.Tensor)
+
+    def as_float(self, x, name, like=None):
+        """``x`` as a floating tensor; Python numbers and lists become float64, on ``like``'s device."""
+        if not isinstance(x, torch.Tensor):
+            a = np.asarray(x) if isinstance(x, (np.ndarray, np.generic)) else host_array(x, name)
+            try:
+                x = _from_numpy(a)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"{name} must be an array of floats; got {type(x).__name__}") from None
+            if like is not None:
+                x = x.to(like.device)
+        if not x.is_floating_point():
+            raise V.not_float(name, dtype_name(x.dtype))
+        return x
+
+    def as_labels(self, labels, name, like=None):
+        if not isinstance(labels, torch.Tensor):
+            try:
+                labels = _from_numpy(np.asarray(labels))
+            except (TypeError, ValueError, RuntimeError):
+                raise V.not_integer(name, type(labels).__name__) from None
+        if not self.is_integer(labels):
+            raise V.not_integer(name, dtype_name(labels.dtype))
+        return labels if like is None else labels.to(like.device)
+
+    def is_float(self, x):
+        return x.is_floating_point()
+
+    def is_integer(self, x):
+        return not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+
+    def dtype_name(self, x):
+        return dtype_name(x.dtype)
+
+    def is_empty(self, x):
+        return x.numel() == 0
+
+    def any_nan(self, x):
+        return bool(torch.isnan(x.detach()).any())
+
+    def any_inf(self, x):
+        return bool(torch.isinf(x.detach()).any())
+
+    def all_finite(self, x):
+        # One fast pass, one host read: a finite sum means no NaN/inf; an overflowing sum is looked at closely.
+        x = x.detach()
+        return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+    def any_inf_max(self, x, axis):
+        return bool(torch.isinf(torch.amax(x.detach(), dim=axis)).any())
+
+    def min_max(self, x):
+        low, high = torch.stack(torch.aminmax(x.detach())).tolist()  # one pass; NaN propagates
+        return low, high
+
+    def worst_sum(self, p, axes, tol):
+        p = p.detach()
+        if p.dtype != torch.float64:  # a fast float32 sum settles rows clearly within tolerance
+            quick = p.sum(dim=axes, dtype=torch.float32)
+            if bool(((quick - 1).abs() <= tol / 4).all()):
+                return 1.0
+        sums = p.sum(dim=axes, dtype=torch.float32 if p.device.type == "mps" else torch.float64)
+        return float(sums.flatten()[torch.argmax(torch.abs(sums - 1))])
+
+    def bad_labels(self, labels, num_classes, ignore_index):
+        bad = (labels < 0) | (labels >= num_classes)
+        if ignore_index is not None:
+            bad &= labels != ignore_index
+        if not bool(bad.any()):
+            return False, 0, 0
+        return True, int(labels[bad].min()), int(labels[bad].max())
+
+    def all_nonnegative(self, w, strict=False):
+        w = w.detach()
+        return bool((torch.isfinite(w) & ((w > 0) if strict else (w >= 0))).all())
+
+
+front_door = FrontDoor(TorchOps())
