@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Make the spoken-digit corpus of chapter 4 (example 9): book/04_examples/data/speech_digits.npz.
+"""Make the spoken-digit corpus of chapter 4 (example 9): xentlib/data/speech_digits.npz.
 
 Needs eSpeak NG (Debian/Ubuntu: ``apt-get install -y espeak-ng``); readers and CI
-do not, they use the committed .npz. Run from the repository root:
+do not: they use the committed .npz, which ships inside xentlib as package data.
+Run from the repository root:
 
     .venv/bin/python scripts/make_speech_data.py
 
@@ -84,7 +85,7 @@ def log_mel(x, fb):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="book/04_examples/data/speech_digits.npz")
+    ap.add_argument("--out", default="xentlib/data/speech_digits.npz")
     ap.add_argument("--per-voice", type=int, default=80, help="utterances per voice")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

