@@ -1,0 +1,195 @@
+r"""Linear cross-entropy: what the NumPy, PyTorch and TensorFlow versions share.
+
+Each backend (``_linear_numpy``, ``_linear_torch``, ``_linear_tensorflow``)
+makes one call to :func:`prepare`, which converts and checks every argument
+through that backend's front door and returns the arrays plus a
+:class:`LinearCE` record of the normalised options, and then runs its own
+chunk loop. The formula, the options and the docstring are written here once.
+
+Per item :math:`n`, with logits :math:`z_n = W h_n + b` (capped to
+:math:`c \tanh(z_n / c)` when ``softcap=c``), :math:`\operatorname{lse}_n =
+\log \sum_c e^{z_{n,c}}`, class weights :math:`w` (all 1 by default) and
+:math:`\bar w = \frac1V \sum_c w_c`:
+
+.. math:: \ell_n = (1-\varepsilon)\, w_{y_n} \big(\operatorname{lse}_n - z_{n,y_n}\big)
+          + \frac{\varepsilon}{V} \sum_c w_c \big(\operatorname{lse}_n - z_{n,c}\big)
+          + \lambda\, w_{y_n} \operatorname{lse}_n^2
+
+and its gradient with respect to the logits, :math:`p_n = \operatorname{softmax}(z_n)`,
+
+.. math:: \frac{\partial \ell_n}{\partial z_n} = p_n \big((1-\varepsilon) w_{y_n}
+          + \varepsilon \bar w + 2\lambda w_{y_n} \operatorname{lse}_n\big)
+          - (1-\varepsilon) w_{y_n} e_{y_n} - \frac{\varepsilon}{V} w
+
+(times :math:`1 - (z/c)^2` with a soft cap), which every backend computes in
+the forward pass when the loss is reduced to a scalar.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+from xentlib import _validate as V
+
+#: The per-item results that ``extras=`` can ask for, computed in the same pass.
+EXTRAS = ("lse", "label_logprob", "entropy", "argmax")
+
+#: Logits held at once by the default chunking at small ``d``: 2**23 numbers (32 MiB in
+#: float32). At large ``d`` the chunk has at least ``d // 2`` rows (see :func:`chunk_rows`).
+CHUNK_ELEMENTS = 1 << 23
+
+
+class LinearCE(NamedTuple):
+    """The options of one ``linear_cross_entropy`` call, checked and normalised."""
+    vocab: int
+    dim: int
+    rows: int                    # rows of logits per chunk
+    ignore_index: int | None
+    label_smoothing: float
+    reduction: str
+    z_loss: float
+    softcap: float | None
+    extras: tuple[str, ...]
+
+
+def chunk_rows(num_rows: int, vocab: int, dim: int, elements: int = CHUNK_ELEMENTS) -> int:
+    """Rows per chunk: about ``elements`` logits, and at least ``dim // 2`` rows.
+
+    Each chunk adds its ``(rows, V)`` logit gradient into the ``(V, d)`` weight
+    gradient, reading and writing all of it; with few rows per chunk at large
+    ``d`` that traffic and the thin matrix products dominate. ``dim // 2`` rows
+    keep the chunk's logits at half the size of the weight gradient, which both
+    the fused and the naive computation hold anyway.
+    """
+    return max(1, min(max(num_rows, 1), max(elements // max(vocab, 1), dim // 2)))
+
+
+def prepare(front_door, hidden, weight, labels, *, bias=None, class_weight=None,
+            ignore_index=None, label_smoothing=0.0, reduction="mean", chunk_size=None,
+            z_loss=0.0, softcap=None, extras=(), chunk_elements=CHUNK_ELEMENTS):
+    """Convert and check the arguments of ``linear_cross_entropy`` (one call per backend).
+
+    Returns ``(hidden, weight, labels, bias, class_weight, options)``: the arrays
+    as the backend's floating arrays (labels as integers), all on ``hidden``'s
+    device, and a :class:`LinearCE`.
+    """
+    ops = front_door.ops
+    hidden, weight = front_door.floats((hidden, "hidden"), (weight, "weight"))
+    labels = ops.as_labels(labels, "labels", like=hidden)
+    if bias is not None:
+        (bias,) = front_door.floats((bias, "bias"), like=hidden)
+    base = front_door.linear(hidden, weight, labels, bias=bias, ignore_index=ignore_index,
+                             label_smoothing=label_smoothing, reduction=reduction,
+                             chunk_size=chunk_size)
+    vocab, dim = ops.shape(weight)
+    if class_weight is not None:
+        (class_weight,) = front_door.floats((class_weight, "class_weight"), like=hidden)
+        if ops.shape(class_weight) != (vocab,):
+            raise ValueError(f"class_weight must have shape ({vocab},), one weight per row of "
+                             f"weight; got {ops.shape(class_weight)}")
+    options = LinearCE(
+        vocab=vocab, dim=dim,
+        rows=base.chunk_size or chunk_rows(_rows(ops.shape(labels)), vocab, dim, chunk_elements),
+        ignore_index=base.ignore_index, label_smoothing=base.label_smoothing,
+        reduction=base.reduction, z_loss=_check_z_loss(z_loss), softcap=_check_softcap(softcap),
+        extras=_check_extras(extras))
+    for name, x in (("hidden", hidden), ("weight", weight), ("bias", bias)):
+        if x is not None:
+            front_door.logits(x, name)
+    if class_weight is not None:
+        front_door.weights(class_weight, "class_weight")
+    front_door.label_range(labels, vocab, options.ignore_index)
+    return hidden, weight, labels, bias, class_weight, options
+
+
+def _rows(lead_shape) -> int:
+    """Number of items; 2**16 stands in for a dimension unknown while tracing a graph."""
+    n = 1
+    for s in lead_shape:
+        n *= (1 << 16) if s is None else s
+    return n
+
+
+def _check_z_loss(z_loss) -> float:
+    if isinstance(z_loss, bool) or not isinstance(z_loss, numbers.Real):
+        raise TypeError(f"z_loss must be a float >= 0 (e.g. 1e-4, as in PaLM); got {z_loss!r}")
+    z_loss = float(z_loss)
+    if not 0.0 <= z_loss < float("inf"):
+        raise ValueError(f"z_loss must be finite and >= 0 (e.g. 1e-4); got {z_loss}")
+    return z_loss
+
+
+def _check_softcap(softcap):
+    if softcap is None:
+        return None
+    return V.check_positive("softcap", softcap)
+
+
+def _check_extras(extras) -> tuple[str, ...]:
+    if isinstance(extras, str):
+        raise TypeError(f"extras must be a tuple of names, e.g. ({extras!r},); got a string")
+    try:
+        extras = tuple(extras)
+    except TypeError:
+        raise TypeError(f"extras must be a tuple of names from {EXTRAS}; got {extras!r}") from None
+    unknown = [e for e in extras if e not in EXTRAS]
+    if unknown:
+        raise ValueError(f"extras must be names from {EXTRAS}; got {unknown[0]!r}")
+    if len(set(extras)) != len(extras):
+        raise ValueError(f"extras must not repeat a name; got {extras}")
+    return extras
+
+
+def doc(backend: str, example: str) -> str:
+    """The docstring of every backend's ``linear_cross_entropy``: shared text, then the backend's."""
+    return DOC.format(backend=backend.strip(), example=example.strip("\n"))
+
+
+DOC = r"""Cross-entropy of the logits :math:`z = h W^\top + b`, never forming all of them.
+
+.. math:: \ell_n = (1-\varepsilon)\, w_{{y_n}} \big(\operatorname{{lse}}(z_n) - z_{{n,y_n}}\big)
+          + \frac{{\varepsilon}}{{V}} \sum_{{c=1}}^{{V}} w_c \big(\operatorname{{lse}}(z_n) - z_{{n,c}}\big)
+          + \lambda\, w_{{y_n}} \operatorname{{lse}}(z_n)^2
+
+with :math:`\operatorname{{lse}}(z) = \log\sum_c e^{{z_c}}`. Without the new options
+the value equals ``sparse_categorical_cross_entropy(labels, hidden @ weight.T +
+bias, from_logits=True, ...)`` and PyTorch's ``F.cross_entropy`` (its semantics
+for ``ignore_index``, ``label_smoothing`` and ``weight``; ``'mean'`` divides by
+:math:`\sum_{{n \in \mathcal K}} w_{{y_n}}`, the kept items' weights, and is 0 if
+that is 0), but the rows are processed ``chunk_size`` at a time, so at most a
+``(chunk_size, V)`` block of logits exists (default: about :math:`2^{{23}}`
+logits, and at least ``d // 2`` rows). ``hidden`` has shape ``(..., d)``,
+``weight`` ``(V, d)`` (PyTorch's ``nn.Linear`` layout), ``labels`` ``(...)``.
+
+Args:
+    bias: ``(V,)``, added to the logits.
+    class_weight: ``(V,)`` non-negative weights :math:`w` (PyTorch's ``weight=``).
+    ignore_index: label value of items that are left out (padding).
+    label_smoothing: :math:`\varepsilon` in [0, 1].
+    reduction: ``'mean'``, ``'sum'`` or ``'none'`` (per item, ``labels``' shape).
+    chunk_size: rows of logits per chunk.
+    z_loss: :math:`\lambda \ge 0`, the coefficient of the squared log-sum-exp
+        (PaLM's auxiliary z-loss, 1e-4 there; Liger's ``lse_square_scale``),
+        weighted like the item.
+    softcap: :math:`c > 0`: the logits become :math:`c \tanh(z / c)` before the
+        softmax (Gemma 2's final-logit soft-capping, 30 there); every result,
+        extras included, is then about the capped logits.
+    extras: names from ``("lse", "label_logprob", "entropy", "argmax")``: per-item
+        results computed in the same pass (log-sum-exp, :math:`\log p_{{y_n}}`, which
+        is 0 for ignored items, the entropy of the softmax in nats, the index of
+        the largest logit). They carry no gradient (use ``z_loss`` for a loss on
+        the log-sum-exp).
+
+Returns:
+    The loss (float32 for 16-bit and float32 inputs, float64 for float64); with
+    ``extras``, the pair ``(loss, {{name: array of labels' shape}})``.
+
+Precision: float16 and bfloat16 inputs are computed in float32 (the matrix
+products, the softmax and every accumulation; gradients are returned in the
+input dtype), float32 chunk losses are summed in float64, so the chunk size
+does not change the result beyond rounding.
+
+{backend}
+
+{example}
+"""
