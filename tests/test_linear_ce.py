@@ -1,4 +1,4 @@
-"""linear_cross_entropy (issue 5): the chunked, fused form equals the naive one.
+"""linear_cross_entropy: the chunked, fused form equals the naive one, with every option.
 
 Naive form: logits = hidden @ weight.T + bias, then the NumPy reference
 ``sparse_categorical_cross_entropy(..., from_logits=True)`` for values and the
@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from xentlib import numpy as xnp
-from xentlib._linear_numpy import linear_cross_entropy as lce_np
-from xentlib._linear_tensorflow import linear_cross_entropy as lce_tf
-from xentlib._linear_torch import linear_cross_entropy as lce_torch
+from xentlib import tensorflow as xtf
+from xentlib import torch as xtorch
+
+lce_np, lce_torch, lce_tf = (m.linear_cross_entropy for m in (xnp, xtorch, xtf))
 
 OPTIONS = [dict(), dict(ignore_index=2), dict(label_smoothing=0.1),
            dict(ignore_index=-100, label_smoothing=0.2)]
@@ -235,3 +236,217 @@ def test_bad_input(backend, change, error, message):
         fn(tensors["hidden"], tensors["weight"], tensors["labels"], bias=tensors["bias"],
            **options)
     assert message in str(info.value)
+
+
+# ---- options: class_weight, z_loss, softcap, extras (one float64 torch reference) ----
+
+NEW_OPTIONS = [dict(class_weight=True), dict(z_loss=0.05), dict(softcap=1.5),
+               dict(class_weight=True, label_smoothing=0.2, ignore_index=2),
+               dict(z_loss=0.1, softcap=2.0, label_smoothing=0.1, ignore_index=-100,
+                    class_weight=True)]
+ALL_EXTRAS = ("lse", "label_logprob", "entropy", "argmax")
+
+
+def _options_inputs(opt, seed=11, lead=(3, 5), d=6, vocab=9):
+    h, w, b, y = _inputs(lead, d, vocab, seed, opt.get("ignore_index"))
+    h = h * 2  # logits of a few units: the soft cap bends them
+    cw = np.random.default_rng(seed + 1).uniform(0.2, 2.0, vocab) if opt.get("class_weight") \
+        else None
+    return h, w, b, y, cw, {k: v for k, v in opt.items() if k != "class_weight"}
+
+
+def _reference(h, w, b, y, cw, reduction, ignore_index=None, label_smoothing=0.0, z_loss=0.0,
+               softcap=None):
+    """Materialised logits, F.cross_entropy and the z-loss in autograd; the extras."""
+    z = h @ w.T + b
+    if softcap is not None:
+        z = softcap * torch.tanh(z / softcap)
+    ii = -12345 if ignore_index is None else ignore_index
+    flat_z, flat_y = z.reshape(-1, w.shape[0]), y.reshape(-1)
+    per = F.cross_entropy(flat_z, flat_y, weight=cw, ignore_index=ii,
+                          label_smoothing=label_smoothing, reduction="none")
+    kept = flat_y != ii
+    safe = torch.where(kept, flat_y, 0)
+    w_y = torch.where(kept, 1.0 if cw is None else cw[safe], 0.0).double()
+    lse = torch.logsumexp(flat_z, 1)
+    per = per + z_loss * w_y * lse ** 2
+    if reduction == "none":
+        loss = per.reshape(y.shape)
+    elif reduction == "sum":
+        loss = per.sum()
+    else:
+        loss = per.sum() / w_y.sum() if float(w_y.sum()) else per.sum() * 0
+    log_p = torch.log_softmax(flat_z, 1)
+    extras = {"lse": lse, "argmax": flat_z.argmax(1),
+              "label_logprob": torch.where(kept, log_p.gather(1, safe[:, None])[:, 0], 0.0),
+              "entropy": -(log_p.exp() * log_p).sum(1)}
+    return loss, {k: v.detach().reshape(y.shape).numpy() for k, v in extras.items()}
+
+
+def _check_extras(got, ref, to_numpy):
+    assert set(got) == set(ALL_EXTRAS)
+    for name in ALL_EXTRAS:
+        value = to_numpy(got[name])
+        assert value.shape == ref[name].shape
+        if name == "argmax":
+            np.testing.assert_array_equal(value, ref[name])
+        else:
+            np.testing.assert_allclose(value, ref[name], rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opt", NEW_OPTIONS)
+def test_options_value_and_grads(opt, reduction):
+    """Every backend, every new option: the value, every gradient and the extras."""
+    h, w, b, y, cw, opt = _options_inputs(opt)
+    th, tw, tb = (torch.tensor(a, requires_grad=True) for a in (h, w, b))
+    tcw = None if cw is None else torch.tensor(cw)
+    ref, ref_extras = _reference(th, tw, tb, torch.tensor(y), tcw, reduction, **opt)
+    upstream = np.random.default_rng(5).normal(size=tuple(ref.shape))
+    ref_grads = torch.autograd.grad((ref * torch.tensor(upstream)).sum(), [th, tw, tb])
+    ref = ref.detach().numpy()
+    for chunk in (2, None):
+        kwargs = dict(bias=b, class_weight=cw, reduction=reduction, chunk_size=chunk, **opt)
+        got, extras = lce_np(h, w, y, extras=ALL_EXTRAS, **kwargs)
+        np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-12)
+        _check_extras(extras, ref_extras, np.asarray)
+
+        params = [torch.tensor(a, requires_grad=True) for a in (h, w, b)]
+        got, extras = lce_torch(params[0], params[1], torch.tensor(y), extras=ALL_EXTRAS,
+                                **dict(kwargs, bias=params[2]))
+        np.testing.assert_allclose(got.detach().numpy(), ref, rtol=1e-11, atol=1e-12)
+        _check_extras(extras, ref_extras, lambda t: t.numpy())
+        grads = torch.autograd.grad((got * torch.tensor(upstream)).sum(), params)
+        for g, r in zip(grads, ref_grads):
+            np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-9, atol=1e-12)
+
+        params = [tf.constant(a) for a in (h, w, b)]
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            got, extras = lce_tf(params[0], params[1], tf.constant(y), extras=ALL_EXTRAS,
+                                 **dict(kwargs, bias=params[2]))
+            total = tf.reduce_sum(got * upstream)
+        np.testing.assert_allclose(got.numpy(), ref, rtol=1e-11, atol=1e-12)
+        _check_extras(extras, ref_extras, lambda t: t.numpy())
+        for g, r in zip(tape.gradient(total, params), ref_grads):
+            np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_options_16_bit_inputs(dtype):
+    """16-bit inputs, float32 computation: value and gradients against float64 on the same
+    (rounded) inputs, to float32 accuracy for the value and 16-bit rounding for the gradients."""
+    opt = dict(z_loss=0.01, softcap=3.0, label_smoothing=0.1, ignore_index=-100)
+    h, w, b, y, cw, opt = _options_inputs(dict(opt, class_weight=True), lead=(40,), d=16,
+                                          vocab=50)
+    t16 = getattr(torch, dtype)
+    params = [torch.tensor(a).to(t16).requires_grad_() for a in (h, w, b)]
+    exact = [p.detach().double().requires_grad_() for p in params]
+    ref, _ = _reference(*exact, torch.tensor(y), torch.tensor(cw), "mean", **opt)
+    ref_grads = torch.autograd.grad(ref, exact)
+    got = lce_torch(params[0], params[1], torch.tensor(y), bias=params[2], class_weight=cw,
+                    chunk_size=7, **opt)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(float(got.detach()), float(ref.detach()), rtol=1e-6)
+    tol = 1e-2 if dtype == "bfloat16" else 2e-3
+    for g, r, p in zip(torch.autograd.grad(got, params), ref_grads, params):
+        assert g.dtype == t16
+        np.testing.assert_allclose(g.double().numpy(), r.numpy(), rtol=tol,
+                                   atol=tol * float(r.abs().max()))
+
+    tf_params = [tf.cast(tf.constant(p.detach().double().numpy()), dtype) for p in params]
+    with tf.GradientTape() as tape:
+        tape.watch(tf_params)
+        got = lce_tf(tf_params[0], tf_params[1], tf.constant(y), bias=tf_params[2],
+                     class_weight=cw, chunk_size=7, **opt)
+    assert got.dtype == tf.float32
+    np.testing.assert_allclose(float(got), float(ref.detach()), rtol=1e-6)
+    for g, r in zip(tape.gradient(got, tf_params), ref_grads):
+        assert g.dtype.name == dtype
+        np.testing.assert_allclose(tf.cast(g, tf.float64).numpy(), r.numpy(), rtol=tol,
+                                   atol=tol * float(r.abs().max()))
+
+
+def test_extras_alone_and_no_grad():
+    """extras without any option; under no_grad the extras still come, with no gradient work."""
+    h, w, b, y, _, _ = _options_inputs({})
+    ref, ref_extras = _reference(torch.tensor(h), torch.tensor(w), torch.tensor(b),
+                                 torch.tensor(y), None, "mean")
+    with torch.no_grad():
+        loss, extras = lce_torch(torch.tensor(h), torch.tensor(w), y, bias=b,
+                                 extras=("entropy", "argmax"))
+    assert set(extras) == {"entropy", "argmax"} and extras["argmax"].dtype == torch.int64
+    np.testing.assert_allclose(extras["entropy"].numpy(), ref_extras["entropy"], rtol=1e-11)
+    np.testing.assert_allclose(float(loss), float(ref), rtol=1e-12)
+
+
+BAD_OPTIONS = [
+    (dict(z_loss=-1.0), ValueError, "z_loss must be finite and >= 0"),
+    (dict(z_loss="1e-4"), TypeError, "z_loss must be a float"),
+    (dict(softcap=0.0), ValueError, "softcap must be positive"),
+    (dict(extras=("lse", "logits")), ValueError, "extras must be names from"),
+    (dict(extras="lse"), TypeError, "extras must be a tuple of names"),
+    (dict(class_weight=np.ones(4)), ValueError, "class_weight must have shape (5,)"),
+    (dict(class_weight=-np.ones(5)), ValueError, "class_weight must be non-negative"),
+]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow"])
+@pytest.mark.parametrize("option,error,message", BAD_OPTIONS)
+def test_bad_options(backend, option, error, message):
+    fn = {"numpy": lce_np, "torch": lce_torch, "tensorflow": lce_tf}[backend]
+    with pytest.raises(error) as info:
+        fn(np.zeros((2, 3)), np.ones((5, 3)), np.array([0, 1]), **option)
+    assert str(info.value).startswith(message.split()[0]) and message in str(info.value)
+
+
+# ---- inputs and devices ----------------------------------------------------------------
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_device_and_array_inputs(device):
+    """Loss, extras and gradients on hidden's device; lists and NumPy arrays are accepted."""
+    h, w, b, y, cw, _ = _options_inputs(dict(class_weight=True))
+    th = torch.tensor(h, device=device, requires_grad=True)
+    tw = torch.tensor(w, device=device, requires_grad=True)
+    loss, extras = lce_torch(th, tw, y.tolist(), bias=b, class_weight=cw, z_loss=0.01,
+                             extras=("lse",), chunk_size=4)
+    loss.backward()
+    assert loss.device.type == extras["lse"].device.type == th.grad.device.type == device
+    assert tw.grad.device.type == device
+    np.testing.assert_allclose(float(loss.detach().cpu()),
+                               float(lce_np(h, w, y, bias=b, class_weight=cw, z_loss=0.01)),
+                               rtol=1e-12)
+
+
+# ---- TensorFlow graphs and XLA ---------------------------------------------------------
+
+def test_tensorflow_xla_value_grads_and_invalid_label():
+    """jit_compile=True compiles (every chunk has one static shape); an out-of-range label,
+    which no assertion can report under XLA, makes that item's loss NaN."""
+    h, w, b, y, cw, _ = _options_inputs({}, lead=(10,))
+    h, w = tf.constant(h, tf.float32), tf.Variable(w.astype(np.float32))
+
+    @tf.function(jit_compile=True)
+    def step(h, y):
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            loss = lce_tf(h, w, y, chunk_size=4, label_smoothing=0.1, z_loss=1e-3)
+        return loss, tape.gradient(loss, [h, w])
+
+    loss, grads = step(h, tf.constant(y))
+    ref = lce_np(h.numpy(), w.numpy(), y, chunk_size=4, label_smoothing=0.1, z_loss=1e-3)
+    np.testing.assert_allclose(float(loss), float(ref), rtol=1e-5)
+    assert all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads)
+
+    @tf.function(jit_compile=True)
+    def per_item(h, y):
+        return lce_tf(h, w, y, reduction="none", chunk_size=4)
+
+    bad = y.copy()
+    bad[3] = 99
+    out = per_item(h, tf.constant(bad)).numpy()
+    assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
+
