@@ -1,4 +1,4 @@
-"""vocab_parallel_cross_entropy (issue 5): 2 and 4 gloo processes equal one process.
+"""vocab_parallel_cross_entropy: 2 and 4 gloo processes equal one process; failures reach every rank.
 
 Each spawned rank builds the same full logits, keeps its vocabulary shard,
 computes the loss and the gradient of its shard, and compares them with the
@@ -95,3 +95,61 @@ def test_needs_process_group():
 def test_bad_labels_shape():
     with pytest.raises(ValueError, match="labels has shape"):
         vocab_parallel_cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1, 2]))
+
+
+def _failure_worker(rank, world, path):
+    """Bad input on one rank: every rank raises (none waits in a collective), and the group
+    stays usable; an empty shard (9/0) and list labels work."""
+    import datetime
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        g = torch.Generator().manual_seed(0)
+        z = torch.randn(4, 9, dtype=torch.float64, generator=g)
+        y = torch.tensor([0, 8, 3, 5])
+        start, stop = vocab_shard(9, rank, world)
+
+        def expect(error, text, shard, labels):
+            try:
+                vocab_parallel_cross_entropy(shard, labels)
+            except error as exc:
+                assert text in str(exc), (rank, str(exc))
+            else:
+                raise AssertionError(f"rank {rank}: no {error.__name__} ({text})")
+
+        shard = z[:, start:stop].clone()
+        nan_shard = shard.clone()
+        nan_shard[0, 0] = float("nan")
+        if rank == 1:
+            expect(ValueError, "logits_shard must be finite", nan_shard, y)
+            expect(ValueError, "logits_shard must have shape (..., V_r)", torch.tensor(1.0),
+                   torch.tensor(0))
+        else:
+            expect(RuntimeError, "failed on rank(s) [1]", shard, y)
+            expect(RuntimeError, "failed on rank(s) [1]", shard, y)
+        expect(ValueError, "labels must be the same tensor on every rank", shard, y + rank)
+        expect(ValueError, "labels must lie in [0, 9)", shard, torch.tensor([0, 9, 1, 2]))
+        # splits 9 / 0: the second rank holds no class
+        empty = z.clone().requires_grad_() if rank == 0 else z[:, 9:].clone().requires_grad_()
+        out = vocab_parallel_cross_entropy(empty, y.tolist(), label_smoothing=0.1)
+        out.backward()
+        ref, ref_grad = _reference(z, y, torch.tensor(1.0, dtype=torch.float64), "mean",
+                                   label_smoothing=0.1)
+        np.testing.assert_allclose(float(out), float(ref), rtol=1e-12)
+        assert empty.grad.shape == ((4, 9) if rank == 0 else (4, 0))
+        if rank == 0:
+            np.testing.assert_allclose(empty.grad.numpy(), ref_grad.numpy(), rtol=1e-10)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_vocab_parallel_failures_reach_every_rank():
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.start_processes(_failure_worker, args=(2, os.path.join(tmp, "store")), nprocs=2,
+                           join=True, start_method="fork")
+
+
+def test_zero_dim_shard_without_group():
+    with pytest.raises(ValueError, match=r"logits_shard must have shape \(\.\.\., V_r\)"):
+        vocab_parallel_cross_entropy(torch.tensor(1.0), torch.tensor(0))

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from xentlib import _validate as V
+from xentlib._torch_ops import front_door
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_shard"]
 
@@ -63,37 +64,85 @@ def vocab_parallel_cross_entropy(logits_shard, labels, *, group=None, ignore_ind
     0.175456
     >>> dist.destroy_process_group()
     """
-    if not isinstance(logits_shard, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise TypeError("logits_shard and labels must be torch.Tensors")
-    if not logits_shard.dtype.is_floating_point:
-        raise V.not_float("logits_shard", logits_shard.dtype)
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise V.not_integer("labels", labels.dtype)
-    eps = V.check_fraction("label_smoothing", label_smoothing)
-    ignore_index = V.check_int("ignore_index", ignore_index, allow_none=True)
-    V.check_reduction(reduction)
-    if logits_shard.ndim < 1 or tuple(labels.shape) != tuple(logits_shard.shape[:-1]):
-        raise V.labels_shape("labels", labels.shape, logits_shard.shape[:-1])
     if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError("vocab_parallel_cross_entropy needs torch.distributed.init_process_group")
-    local = logits_shard.shape[-1]
-    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(sizes, torch.tensor([local], dtype=torch.int64), group=group)
-    sizes = [int(s) for s in sizes]
+        error, _, _ = _local_checks(logits_shard, labels, ignore_index, label_smoothing,
+                                    reduction, torch.device("cpu"))
+        raise error or RuntimeError(
+            "vocab_parallel_cross_entropy needs torch.distributed.init_process_group")
+    # Every rank checks its own arguments, then all ranks exchange the outcome with the shard
+    # widths in one all_gather, so that a rank with bad input never leaves its peers
+    # waiting in a collective: they all raise.
+    device = _comm_device(logits_shard, group)
+    local_error, facts, labels = _local_checks(logits_shard, labels, ignore_index,
+                                               label_smoothing, reduction, device)
+    gathered = [torch.zeros(len(facts), dtype=torch.int64, device=device)
+                for _ in range(dist.get_world_size(group))]
+    dist.all_gather(gathered, torch.tensor(facts, dtype=torch.int64, device=device), group=group)
+    table = torch.stack(gathered).tolist()
     rank = dist.get_rank(group)
+    if local_error is not None:
+        raise local_error
+    failed = [r for r, row in enumerate(table) if row[_FAILED]]
+    if failed:
+        raise RuntimeError(f"vocab_parallel_cross_entropy failed on rank(s) {failed} of this group "
+                           f"(see the error there); every rank stops")
+    sizes = [row[_WIDTH] for row in table]
     start, vocab = sum(sizes[:rank]), sum(sizes)
-    z = logits_shard.reshape(-1, local)
+    if len({tuple(row[_ROWS:]) for row in table}) > 1:
+        raise ValueError("labels must be the same tensor on every rank; the ranks hold "
+                         "different shapes or values")
+    if vocab == 0:
+        raise ValueError("logits_shard: the shards hold no class at all (every V_r is 0)")
+    eps = float(label_smoothing)
+    z = logits_shard.reshape(facts[_ROWS], sizes[rank])
     y = labels.reshape(-1).long()
-    if V.value_checks_enabled():
-        if not bool(torch.isfinite(z).all()):
-            raise V.not_finite("logits_shard")
-        bad = (y < 0) | (y >= vocab)
-        if ignore_index is not None:
-            bad &= y != ignore_index
-        if bool(bad.any()):
-            raise V.bad_labels("labels", int(y[bad].min()), int(y[bad].max()), vocab, ignore_index)
+    low, high = table[0][_LOW], table[0][_HIGH]
+    if V.value_checks_enabled() and (low < 0 or high >= vocab):
+        # the same labels on every rank: every rank raises the same error
+        front_door.label_range(y, vocab, ignore_index)
     out = _VocabParallelCE.apply(z, y, start, vocab, ignore_index, eps, reduction, group)
     return out.reshape(labels.shape) if reduction == "none" else out
+
+
+# the facts each rank shares: failed (0/1), shard width, rows, label min and max, label checksum
+_FAILED, _WIDTH, _ROWS, _LOW, _HIGH = range(5)
+
+
+def _local_checks(logits_shard, labels, ignore_index, label_smoothing, reduction, device):
+    """``(error or None, facts, labels)``: this rank's verdict on its arguments, what it
+    shares with the other ranks, and the labels as a tensor."""
+    try:
+        if not isinstance(logits_shard, torch.Tensor):
+            raise TypeError(f"logits_shard must be a torch.Tensor; got {type(logits_shard).__name__}")
+        labels = front_door.ops.as_labels(labels, "labels", like=logits_shard)
+        if not logits_shard.dtype.is_floating_point:
+            raise V.not_float("logits_shard", logits_shard.dtype)
+        if device.type == "cuda" and logits_shard.device != device:
+            raise ValueError(f"logits_shard must be on the current CUDA device ({device}) for "
+                             f"NCCL; got {logits_shard.device}. Call torch.cuda.set_device first")
+        V.check_fraction("label_smoothing", label_smoothing)
+        V.check_int("ignore_index", ignore_index, allow_none=True)
+        V.check_reduction(reduction)
+        if logits_shard.ndim < 1:
+            raise ValueError("logits_shard must have shape (..., V_r), this rank's classes on the "
+                             "last axis; got a 0-d tensor")
+        if tuple(labels.shape) != tuple(logits_shard.shape[:-1]):
+            raise V.labels_shape("labels", labels.shape, logits_shard.shape[:-1])
+        front_door.logits(logits_shard, "logits_shard")
+    except (TypeError, ValueError) as exc:
+        return exc, [1, 0, 0, 0, 0, 0], labels
+    y = labels.reshape(-1).long()
+    kept = y if ignore_index is None else y[y != ignore_index]
+    low, high = (int(kept.min()), int(kept.max())) if kept.numel() else (0, 0)
+    checksum = int((y * torch.arange(1, y.numel() + 1, device=y.device)).sum()) if y.numel() else 0
+    return None, [0, logits_shard.shape[-1], y.numel(), low, high, checksum], labels
+
+
+def _comm_device(like, group):
+    """Where the exchanged tensors live: NCCL needs the current CUDA device, gloo the CPU."""
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return like.device if isinstance(like, torch.Tensor) else torch.device("cpu")
 
 
 class _VocabParallelCE(torch.autograd.Function):
@@ -107,13 +156,14 @@ class _VocabParallelCE(torch.autograd.Function):
         mine = kept & (local >= 0) & (local < z.shape[1])
         local = torch.where(mine, local, 0)
         row_max = z.amax(dim=1) if z.shape[1] else torch.full((z.shape[0],), -torch.inf,
-                                                              dtype=work)
+                                                              dtype=work, device=z.device)
         dist.all_reduce(row_max, op=dist.ReduceOp.MAX, group=group)
         shifted = z - row_max[:, None]
         e = shifted.exp()
         partial = torch.stack([
             e.sum(dim=1),
-            torch.where(mine, shifted.gather(1, local[:, None])[:, 0], 0.0),
+            torch.where(mine, shifted.gather(1, local[:, None])[:, 0], 0.0) if z.shape[1]
+            else torch.zeros_like(row_max),
             shifted.sum(dim=1) if eps > 0 else torch.zeros_like(row_max)])
         dist.all_reduce(partial, op=dist.ReduceOp.SUM, group=group)
         sum_exp, z_y, z_sum = partial
@@ -144,7 +194,8 @@ class _VocabParallelCE(torch.autograd.Function):
             scale = scale.expand(p.shape[0])
         scale = torch.where(kept, scale, 0.0)
         grad = p * scale[:, None]
-        grad.scatter_add_(1, local[:, None], torch.where(mine, -(1 - eps) * scale, 0.0)[:, None])
+        if grad.shape[1]:
+            grad.scatter_add_(1, local[:, None], torch.where(mine, -(1 - eps) * scale, 0.0)[:, None])
         if eps > 0:
             grad.sub_((eps / ctx.vocab * scale)[:, None])
         return grad.to(ctx.in_dtype), None, None, None, None, None, None, None
