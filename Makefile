@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env test test-lib test-notebooks test-notebooks-emulated test-browser book notebooks bench pdf clean
+.PHONY: env test test-lib test-notebooks test-notebooks-emulated test-browser book notebooks bench pdf lab clean
 
 
 $(STAMP): requirements.txt pyproject.toml
@@ -66,6 +66,10 @@ clean:
 # Benchmarks (issue 5): ratios against the frameworks' built-ins, written to bench/results/.
 bench: env
 	$(PY) bench/run.py
+
+# JupyterLab (pinned in requirements.txt) on the book's notebooks, with the .venv kernel.
+lab: env
+	$(VENV)/bin/jupyter lab --notebook-dir=book
 
 # PDF of the book (xelatex), built from the notebooks' stored outputs into _build/latex/book.pdf.
 # Installs the Debian TeX packages it needs (apt-get, as root; ~240 MB download, 630 MB on disk) when missing.

@@ -34,3 +34,13 @@ def test_pyproject_extras_agree_with_the_framework_pins():
     assert f'"torch=={pins["torch"]}"' in text
     assert f'"tensorflow-cpu=={pins["tensorflow-cpu"][:4]}' in text
     assert f'"jupyter-book=={pins["jupyter-book"]}"' in text
+    assert f'"sphinx-exercise=={pins["sphinx-exercise"]}"' in text
+    assert f'"jupyterlab=={pins["jupyterlab"]}"' in text
+
+
+def test_binder_builds_the_pinned_environment():
+    """Binder (repo2docker) reads binder/: the same pins, Python 3.11, xentlib installed."""
+    binder = ROOT / "binder"
+    assert "-r ../requirements.txt" in (binder / "requirements.txt").read_text().splitlines()
+    assert (binder / "runtime.txt").read_text().strip() == "python-3.11"
+    assert "pip install --no-deps -e ." in (binder / "postBuild").read_text()

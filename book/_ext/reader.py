@@ -1,0 +1,117 @@
+"""The reader's side of the book: one repository setting, working navigation, numbered exercises.
+
+* **One repository setting.** ``repository.url`` in ``_config.yml`` is the only place
+  the book's home is named. Empty (no public repository yet), every button that
+  would lead to it is switched off: launch (Binder, Colab), edit, issue and
+  repository buttons. Set, they are all on, and ``{if-repository}`` blocks are
+  shown with ``REPOSITORY_URL`` and ``REPOSITORY_DIR`` replaced (the landing page's
+  ``git clone`` line).
+* **Navigation below desktop width.** pydata-sphinx-theme 0.17 hooks its sidebar
+  dialogs to the *first* ``.primary-toggle``/``.secondary-toggle`` of the page, which
+  is in its own header bar; sphinx-book-theme 1.3 draws that bar (empty but for a
+  second search box, PST's default ``navbar_persistent``) and puts the visible toggles
+  in its article header, which therefore did nothing. With ``navbar_persistent``
+  empty the bar holds nothing, so the article header's toggles are the first ones
+  and open the sidebars, and the duplicate search box is gone.
+* **The ".pdf" download** is the browser's print dialog, not the book's PDF
+  (``make pdf``); it is removed from the download menu.
+* **Exercise numbers per chapter.** sphinx-exercise numbers exercises across the
+  whole book; the book's chapters carry their numbers in their titles
+  ("4.2 Label smoothing"), so exercise *k* of that page becomes "Exercise 4.2.k"
+  (just *k* on a page without a number).
+* ``static/reader.css``: wide tables, code and equations scroll inside their own
+  box; code wraps in print.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+LOGGER = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+#: theme switches that lead to the repository
+REPOSITORY_BUTTONS = ("use_edit_page_button", "use_issues_button", "use_repository_button")
+TITLE_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)+|\d+(?=\.))\.?\s")  # "4.2 ..." or "1. ..."
+
+
+def repository_url(config) -> str:
+    """The book's public repository (``repository.url`` in ``_config.yml``), or ``""``."""
+    return str((config.html_theme_options or {}).get("repository_url") or "").strip().rstrip("/")
+
+
+def apply_repository_setting(config) -> bool:
+    """Repository and launch buttons on when a repository is set, off otherwise; True if set."""
+    options = dict(config.html_theme_options or {})
+    url = repository_url(config)
+    options.setdefault("navbar_persistent", [])  # no header bar: see the module's docstring
+    for key in REPOSITORY_BUTTONS:
+        options[key] = bool(url)
+    if not url:
+        options["launch_buttons"] = {}
+        options.pop("repository_url", None)
+    config.html_theme_options = options
+    return bool(url)
+
+
+def _config_inited(app, config):
+    if apply_repository_setting(config):
+        app.tags.add("repository")
+    config.html_static_path = [*config.html_static_path, str(HERE / "static")]
+
+
+def _drop_print_button(app, pagename, templatename, context, doctree):
+    for button in context.get("header_buttons") or []:
+        if button.get("label") == "download-buttons":
+            button["buttons"] = [b for b in button["buttons"]
+                                 if b.get("label") != "download-pdf-button"]
+
+
+def chapter_number(title: str) -> tuple[int, ...]:
+    """``"4.2 Label smoothing"`` -> ``(4, 2)``; ``"1. Background"`` -> ``(1,)``; else ``()``."""
+    match = TITLE_NUMBER.match(title)
+    return tuple(int(part) for part in match[1].split(".")) if match else ()
+
+
+def _number_exercises_per_chapter(app, env):
+    for docname, by_type in env.toc_fignumbers.items():
+        exercises = by_type.get("exercise")
+        if not exercises:
+            continue
+        prefix = chapter_number(env.titles[docname].astext()) if docname in env.titles else ()
+        in_order = sorted(exercises, key=lambda ids: exercises[ids])
+        for k, ids in enumerate(in_order, start=1):
+            exercises[ids] = (*prefix, k)
+    return []
+
+
+class IfRepository(SphinxDirective):
+    """Content shown only when ``repository.url`` is set, with ``REPOSITORY_URL`` and
+    ``REPOSITORY_DIR`` (the clone's folder name) replaced."""
+
+    has_content = True
+
+    def run(self):
+        url = repository_url(self.config)
+        if not url:
+            return []
+        folder = url.rsplit("/", 1)[-1].removesuffix(".git")
+        lines = [line.replace("REPOSITORY_URL", url).replace("REPOSITORY_DIR", folder)
+                 for line in self.content]
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines, items=self.content.items), self.content_offset,
+                                container)
+        return container.children
+
+
+def setup(app):
+    app.connect("config-inited", _config_inited, priority=800)
+    app.connect("env-get-updated", _number_exercises_per_chapter, priority=900)
+    app.connect("html-page-context", _drop_print_button, priority=900)
+    app.add_directive("if-repository", IfRepository)
+    app.add_css_file("reader.css")
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
