@@ -144,7 +144,7 @@ class FrontDoor:
         """Building blocks: ``x`` (NaN refused) and, if given, its axis."""
         (x,) = self.floats((x, name))
         if axis is not None:
-            axis = V.normalize_axis(axis, len(self.ops.shape(x)))
+            axis = self.axis(axis, x, name)
         self.finite_values(x, name)
         if softmax:
             self.softmax_input(x, axis)
@@ -154,6 +154,7 @@ class FrontDoor:
         """``entropy`` and ``smooth_labels``: one distribution along ``axis``."""
         (p,) = self.floats((p, name))
         axis = self.axis(axis, p, name)
+        self._classes(p, axis, name)
         divisor = V.log_base(base)
         self.distribution(p, name, axis)
         return p, axis, divisor
@@ -163,6 +164,7 @@ class FrontDoor:
         p, q = self.floats((p, "p"), (q, "q"))
         self.same_shape(p, "p", q, "q")
         axis = self.axis(axis, p, "p")
+        self._classes(p, axis, "p")
         divisor = V.log_base(base)
         self.distribution(p, "p", axis)
         self.distribution(q, "q", axis)
@@ -191,6 +193,7 @@ class FrontDoor:
         (y,) = self.floats((y, "y"))
         epsilon = V.check_fraction("epsilon", epsilon)
         axis = self.axis(axis, y, "y")
+        self._classes(y, axis, "y")
         self.distribution(y, "y", axis)
         return y, epsilon, axis
 
@@ -205,14 +208,14 @@ class FrontDoor:
         self.predictions(y_pred, from_logits, axis)
         return y_true, y_pred, label_smoothing, axis
 
-    def predictions(self, y_pred, from_logits, axis=None):
+    def predictions(self, y_pred, from_logits, axis=None, name="y_pred"):
         """Finite logits, or probabilities (a distribution along ``axis`` when given)."""
         if from_logits:
-            self.logits(y_pred, "y_pred")
+            self.logits(y_pred, name)
         elif axis is None:
-            self.probabilities(y_pred, "y_pred")
+            self.probabilities(y_pred, name)
         else:
-            self.distribution(y_pred, "y_pred", axis)
+            self.distribution(y_pred, name, axis)
 
     def sparse(self, labels, y_pred, from_logits, label_smoothing, ignore_index, class_weight,
                axis, reduction, *, pred_name="y_pred"):
@@ -233,7 +236,7 @@ class FrontDoor:
         if len(got) != len(expected) or any(a is not None and b is not None and a != b
                                             for a, b in zip(got, expected)):
             raise V.labels_shape("labels", tuple(got), tuple(expected))
-        self._classes(y_pred, axis)
+        self._classes(y_pred, axis, pred_name)
         num_classes = self.ops.dim(y_pred, axis)
         checks = [self.ops.same_labels_shape(labels, y_pred, axis),
                   self.label_range(labels, num_classes, ignore_index)]
@@ -246,7 +249,7 @@ class FrontDoor:
                     f"class_weight must have shape ({'C' if c is None else c},), one weight per "
                     f"class; got {w_shape}")
             self.weights(class_weight, "class_weight")
-        self.predictions(y_pred, from_logits, axis)
+        self.predictions(y_pred, from_logits, axis, pred_name)
         return labels, y_pred, label_smoothing, ignore_index, class_weight, axis, num_classes
 
     def binary(self, y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction):
@@ -303,10 +306,10 @@ class FrontDoor:
         self.logits(logits, "logits")
         return y_true, logits, axis
 
-    def _classes(self, y_pred, axis):
-        if self.ops.shape(y_pred)[axis] == 0:
+    def _classes(self, x, axis, name="y_pred"):
+        if self.ops.shape(x)[axis] == 0:
             raise ValueError(
-                f"y_pred has no classes (length 0 along axis {axis}); a distribution needs at least one")
+                f"{name} has no classes (length 0 along axis {axis}); a distribution needs at least one")
 
     # ---- linear cross-entropy (the backends' _linear modules) ------------------------------
 

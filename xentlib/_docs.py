@@ -1,0 +1,232 @@
+r"""The reference text of every public function, written once for the three backends.
+
+Each backend's function carries only what differs there, and its own doctest;
+:func:`shared` puts the reference text (summary, formula, conventions) in front
+of it. The conventions common to all are stated in :mod:`xentlib.numpy`.
+"""
+from __future__ import annotations
+
+import inspect
+
+REFERENCE = {
+    "logsumexp": r"""
+Log-sum-exp, computed without overflow.
+
+.. math:: \operatorname{LSE}(z) = m + \log \sum_i e^{z_i - m}, \qquad m = \max_i z_i
+
+Subtracting the maximum keeps every exponent :math:`\le 0`, so nothing
+overflows; the largest term is exactly 1, so nothing underflows to
+:math:`\log 0`. Matches ``scipy.special.logsumexp`` and ``torch.logsumexp``
+(note SciPy's default is over *all* axes; here it is the last one).
+""",
+
+    "softmax": r"""
+Softmax: turns logits into a probability distribution.
+
+.. math:: \operatorname{softmax}(z)_i = \frac{e^{z_i}}{\sum_j e^{z_j}} = e^{z_i - \operatorname{LSE}(z)}
+
+Invariant to adding a constant to every logit.
+""",
+
+    "log_softmax": r"""
+Log-softmax, the log-probabilities of a categorical distribution.
+
+.. math:: \log \operatorname{softmax}(z)_i = z_i - \operatorname{LSE}(z)
+          = (z_i - m) - \log \sum_j e^{z_j - m}
+
+The second form (as SciPy and PyTorch compute it) avoids cancellation
+between two large numbers for the dominant class. Finite for every finite
+input, unlike ``log(softmax(z))``, whose small probabilities underflow to 0
+and give :math:`-\infty`.
+""",
+
+    "sigmoid": r"""
+Logistic sigmoid, computed without overflow.
+
+.. math:: \sigma(z) = \frac{1}{1 + e^{-z}} = e^{-\operatorname{softplus}(-z)},
+   \qquad \operatorname{softplus}(t) = \log(1 + e^{t})
+""",
+
+    "log_sigmoid": r"""
+Log of the sigmoid, stable for any input.
+
+.. math:: \log \sigma(z) = -\operatorname{softplus}(-z) = -\log(1 + e^{-z})
+""",
+
+    "entropy": r"""
+Shannon entropy of the distribution(s) ``p`` along ``axis``.
+
+.. math:: H(P) = -\sum_i p_i \log p_i, \qquad 0 \log 0 = 0
+
+Matches ``scipy.stats.entropy(p, base=base, axis=axis)`` (which also
+normalises ``p``; here ``p`` must already sum to 1).
+""",
+
+    "cross_entropy": r"""
+Cross-entropy of ``q`` relative to the true distribution ``p``.
+
+.. math:: H(P, Q) = -\sum_i p_i \log q_i = H(P) + D_{\mathrm{KL}}(P \,\|\, Q)
+
+:math:`+\infty` where some :math:`p_i > 0` has :math:`q_i = 0`.
+""",
+
+    "kl_divergence": r"""
+Kullback–Leibler divergence of ``q`` from ``p`` (argument order as SciPy's).
+
+.. math:: D_{\mathrm{KL}}(P \,\|\, Q) = \sum_i p_i \log \frac{p_i}{q_i} \;\ge\; 0
+
+Zero only when :math:`P = Q`; not symmetric. Matches
+``scipy.special.rel_entr(p, q).sum(axis)``; for a batch of rows its mean
+equals ``torch.nn.functional.kl_div(q.log(), p, reduction='batchmean')``
+(note PyTorch's reversed argument order and log-input).
+""",
+
+    "joint_entropy": r"""
+Joint entropy of a table :math:`p(x, y)`, X along axis -2, Y along axis -1.
+
+.. math:: H(X, Y) = -\sum_{x, y} p(x, y) \log p(x, y)
+""",
+
+    "conditional_entropy": r"""
+Conditional entropy :math:`H(Y \mid X)`; X along axis -2, Y along axis -1.
+
+.. math:: H(Y \mid X) = -\sum_{x, y} p(x, y) \log \frac{p(x, y)}{p(x)} = H(X, Y) - H(X)
+""",
+
+    "mutual_information": r"""
+Mutual information of X (axis -2) and Y (axis -1).
+
+.. math:: I(X; Y) = \sum_{x, y} p(x, y) \log \frac{p(x, y)}{p(x)\,p(y)}
+          = D_{\mathrm{KL}}\big(p(x, y) \,\|\, p(x)\,p(y)\big) = H(Y) - H(Y \mid X)
+
+Round-off can leave :math:`-10^{-17}` for independent variables; the result
+is clipped at 0, its true lower bound.
+""",
+
+    "smooth_labels": r"""
+Standard label smoothing: mix the target with the uniform distribution.
+
+.. math:: \tilde y = (1 - \varepsilon)\, y + \frac{\varepsilon}{K}
+
+with :math:`K` the number of classes along ``axis``. This is what PyTorch's
+``cross_entropy(label_smoothing=ε)``, Keras' categorical losses and optax's
+``smooth_labels`` use. The seeds' additive smoothing :math:`(P + \epsilon)/Z`
+(with :math:`Z = 1 + K\epsilon`) is the same operation with
+:math:`\varepsilon = K\epsilon / (1 + K\epsilon)`.
+""",
+
+    "categorical_cross_entropy": r"""
+Categorical cross-entropy (log loss) for one-hot or probability targets.
+
+.. math:: \ell_n = -\sum_{c=1}^{C} \tilde y_{n,c} \log \hat y_{n,c},
+   \qquad \hat y = \operatorname{softmax}(z) \text{ if from\_logits}
+
+with :math:`\tilde y` the targets after :func:`smooth_labels`. ``'mean'``
+divides by the number of rows (every position but the class axis), as
+PyTorch and Keras do. Unlike Keras, probabilities are neither renormalised
+nor clipped: rows must sum to 1, and :math:`\hat y_c = 0` with
+:math:`\tilde y_c > 0` gives :math:`+\infty`.
+""",
+
+    "sparse_categorical_cross_entropy": r"""
+Cross-entropy with integer class labels; any leading shape, e.g. (batch, time).
+
+.. math:: \ell_n = w_{y_n}\Big[(1-\varepsilon)\big(-\log \hat y_{n, y_n}\big)\Big]
+          + \frac{\varepsilon}{C} \sum_{c=1}^{C} w_c \big(-\log \hat y_{n,c}\big),
+   \qquad L_{\text{mean}} = \frac{\sum_{n \in \mathcal K} \ell_n}{\sum_{n \in \mathcal K} w_{y_n}}
+
+where :math:`\mathcal K` are the items whose label is not ``ignore_index``
+and :math:`w = 1` without ``class_weight``. This is exactly PyTorch's
+``F.cross_entropy(z, y, weight=w, ignore_index=i, label_smoothing=ε)``
+(with the class axis last here, on axis 1 there), except that a ``'mean'``
+over no kept item is 0 here and NaN there. Ignored items give 0
+under ``'none'``. Used on (batch, time, vocab) logits it is the token-level
+sequence loss, padding masked with ``ignore_index``.
+""",
+
+    "binary_cross_entropy": r"""
+Binary and multi-label cross-entropy, one independent Bernoulli per element.
+
+.. math:: \ell = -\big[\,w_+\, \tilde y \log \hat y + (1 - \tilde y) \log (1 - \hat y)\,\big],
+   \qquad \tilde y = y (1 - \varepsilon) + \tfrac{\varepsilon}{2},
+   \qquad \hat y = \sigma(z) \text{ if from\_logits}
+
+Smoothing moves every target towards 1/2, as Keras' binary losses do
+(PyTorch's BCE has no smoothing). ``pos_weight`` (:math:`w_+`, a scalar or
+one value per class on the last axis) multiplies the positive term, as in
+PyTorch's ``binary_cross_entropy_with_logits(pos_weight=...)`` and
+``tf.nn.weighted_cross_entropy_with_logits``. ``'mean'`` averages over all
+elements. With logits, :math:`\log\sigma(z) = -\operatorname{softplus}(-z)`
+and :math:`\log(1-\sigma(z)) = -\operatorname{softplus}(z)` stay finite.
+""",
+
+    "mean_squared_error": r"""
+Mean squared error, the regression loss of the seeds.
+
+.. math:: \mathrm{MSE} = \frac{1}{N} \sum_{i=1}^{N} (y_i - \hat y_i)^2
+
+``'none'`` returns the squared error of every element (as PyTorch's
+``mse_loss``; Keras' ``MeanSquaredError`` averages the last axis first).
+``'mean'`` divides by the number of elements. It equals
+:math:`2\sigma^2` times :func:`gaussian_nll` minus a constant; see there.
+""",
+
+    "gaussian_nll": r"""
+Negative log-likelihood of ``y_true`` under :math:`\mathcal N(\text{mean}, \text{variance})`.
+
+.. math:: -\log \mathcal N(y \mid \mu, \sigma^2) = \frac{(y - \mu)^2}{2\sigma^2}
+          + \frac{1}{2}\log \sigma^2 + \frac{1}{2}\log 2\pi
+
+``full=False`` drops the constant :math:`\tfrac12 \log 2\pi` (PyTorch's
+``gaussian_nll_loss`` default). With a fixed variance the NLL is an affine
+function of the squared error, so minimising MSE *is* maximum likelihood
+under Gaussian noise: :math:`\mathrm{MSE} = 2\sigma^2 (\mathrm{NLL} - \tfrac12\log 2\pi\sigma^2)`.
+``variance`` is a positive scalar or an array broadcastable to ``y_true``.
+""",
+
+    "perplexity": r"""
+Perplexity: the exponential of the mean token negative log-likelihood.
+
+.. math:: \mathrm{PPL} = \exp\Big(\frac{1}{|\mathcal K|}\sum_{t \in \mathcal K} -\log \operatorname{softmax}(z_t)_{y_t}\Big)
+
+over the tokens :math:`\mathcal K` not equal to ``ignore_index``. The mean
+is taken in log space (log-softmax), so large vocabularies and confident
+models stay finite; TorchMetrics' ``Perplexity`` (softmax, then log) can
+return inf in float32 where this does not. A uniform model over :math:`V`
+tokens has perplexity :math:`V`.
+""",
+
+    "softmax_cross_entropy_grad": r"""
+Gradient of the per-example softmax cross-entropy with respect to the logits.
+
+.. math:: \frac{\partial}{\partial z_i}\Big(-\sum_c y_c \log \operatorname{softmax}(z)_c\Big)
+          = \operatorname{softmax}(z)_i - y_i \qquad (\textstyle\sum_c y_c = 1)
+
+Unreduced: one gradient row per example. Divide by the batch size for the
+gradient of the ``'mean'`` loss.
+""",
+
+    "sigmoid_cross_entropy_grad": r"""
+Gradient of the per-element sigmoid (binary) cross-entropy w.r.t. the logits.
+
+.. math:: \frac{\partial}{\partial z}\Big(-y \log \sigma(z) - (1-y)\log(1-\sigma(z))\Big) = \sigma(z) - y
+""",
+
+    "gradient_descent": r"""
+Plain (full-batch) gradient descent, the seeds' optimisation algorithm.
+
+.. math:: \theta_{t+1} = \theta_t - \eta \, \nabla_\theta L(\theta_t)
+
+``loss_and_grad(params)`` returns ``(loss, grad)`` with ``grad`` shaped like
+``params``. Returns the final parameters and the loss before every step
+(``steps`` values), so a caller can plot the training curve.
+""",
+
+}
+
+
+def shared(fn):
+    """Decorator: the reference text of ``fn``, then ``fn``'s own docstring (what differs, a doctest)."""
+    own = inspect.cleandoc(fn.__doc__ or "")
+    fn.__doc__ = REFERENCE[fn.__name__].strip() + ("\n\n" + own if own else "")
+    return fn
