@@ -262,7 +262,8 @@ class FrontDoor:
             (pos_weight,) = self.floats((pos_weight, "pos_weight"), like=y_pred)
             shape, pred_shape = self.ops.shape(pos_weight), self.ops.shape(y_pred)
             last = pred_shape[-1] if pred_shape else 1
-            if len(shape) > 1 or (len(shape) == 1 and (not pred_shape or shape[0] != last)):
+            if len(shape) > 1 or (len(shape) == 1 and (not pred_shape or None not in (shape[0], last)
+                                                       and shape[0] != last)):
                 raise ValueError(
                     f"pos_weight must be a scalar or have shape ({last},),"
                     f" one weight per class on the last axis; got {tuple(shape)}")

@@ -26,16 +26,25 @@ Conventions (as in :mod:`xentlib.numpy`, plus what is TensorFlow's own)
   eager mode; in a ``tf.function`` they become ``tf.debugging.Assert`` ops with
   the same message, which raise ``tf.errors.InvalidArgumentError`` when the
   function runs. ``xentlib.value_checks(False)`` skips them (in graph mode it is
-  read when the function is traced). XLA compiles the assertions away.
+  read when the function is traced).
+* **XLA** (``tf.function(jit_compile=True)``, and Keras' default on a GPU)
+  compiles the assertions away, so no error can be raised there: a label
+  outside ``[0, C)`` (and not ``ignore_index``) makes its loss NaN instead, as
+  TensorFlow's own GPU kernels do, so that a bad batch cannot pass unseen.
+* **Subnormal numbers**: TensorFlow's CPU kernels flush them to 0; the logs of
+  probabilities here read their bits instead, so :math:`-\log 10^{-310}` is
+  713.8 in float64, as in NumPy.
 """
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import tensorflow as tf
 
 from xentlib import _validate as V
+from xentlib._docs import shared
+from xentlib._linear_tensorflow import linear_cross_entropy
+from xentlib._tensorflow_ops import front_door as _fd
+from xentlib._tensorflow_ops import invalid_labels, move_to_last
 
 __all__ = [
     "logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid",
@@ -51,42 +60,10 @@ __all__ = [
 ]
 
 _LOW_PRECISION = (tf.float16, tf.bfloat16)
+_WIDTH = {tf.float16: 16, tf.bfloat16: 16, tf.float32: 32, tf.float64: 64}
 
 
-# ---- input handling ----------------------------------------------------------
-
-def _float_tensor(x, name):
-    """``x`` as a floating tensor; Python numbers and lists become float64."""
-    if isinstance(x, (np.ndarray, np.generic)):
-        if x.dtype.kind != "f" and x.dtype.name != "bfloat16":  # ml_dtypes' bfloat16 is kind 'V'
-            raise V.not_float(name, x.dtype)
-        x = tf.convert_to_tensor(x)
-    elif not (tf.is_tensor(x) or isinstance(x, tf.Variable)):
-        try:
-            x = tf.convert_to_tensor(np.asarray(x, dtype=np.float64))
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be an array of floats; got {type(x).__name__}") from None
-    if not x.dtype.is_floating:
-        raise V.not_float(name, x.dtype.name)
-    x = tf.convert_to_tensor(x)
-    if x.shape.rank is None:
-        raise ValueError(f"{name} must have a known rank (number of dimensions)")
-    return x
-
-
-def _label_tensor(labels, name="labels"):
-    if not (tf.is_tensor(labels) or isinstance(labels, tf.Variable)):
-        labels = np.asarray(labels)
-        if labels.dtype.kind not in "iu":
-            raise V.not_integer(name, labels.dtype)
-        labels = tf.convert_to_tensor(labels)
-    if not labels.dtype.is_integer:
-        raise V.not_integer(name, labels.dtype.name)
-    labels = tf.convert_to_tensor(labels)
-    if labels.shape.rank is None:
-        raise ValueError(f"{name} must have a known rank (number of dimensions)")
-    return tf.cast(labels, tf.int64)
-
+# ---- formula helpers -----------------------------------------------------------
 
 def _compute(x):
     """Work in float32 for float16/bfloat16 inputs: float16 overflows at 65504."""
@@ -97,125 +74,38 @@ def _loss_dtype(x):
     return tf.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
-def _shape(x):
-    return tuple(x.shape.as_list()) if x.shape.rank is not None else ()
+def _common(*xs):
+    """The compute-dtype versions of ``xs`` cast to the widest of them (as NumPy promotes)."""
+    xs = [_compute(x) for x in xs]
+    dtype = max((x.dtype for x in xs), key=_WIDTH.get)
+    return [tf.cast(x, dtype) for x in xs]
 
 
-def _dim(x, axis):
-    """Static length of ``x`` along ``axis``, or a scalar tensor when unknown."""
-    n = x.shape[axis]
-    return int(n) if n is not None else tf.shape(x)[axis]
+def _log(x):
+    """``log x``, also for subnormal ``x``, which TensorFlow's CPU kernels flush to 0.
 
-
-def _same_shape(a, a_name, b, b_name):
-    if not a.shape.is_compatible_with(b.shape):
-        raise V.shape_mismatch(a_name, _shape(a), b_name, _shape(b))
-    _same_runtime_shape(a, a_name, b, b_name)
-
-
-def _same_runtime_shape(a, a_name, b, b_name):
-    """In a graph with unknown dimensions (e.g. the batch), check when it runs."""
-    if not (a.shape.is_fully_defined() and b.shape.is_fully_defined()):
-        return tf.debugging.assert_equal(
-            tf.shape(a, tf.int64), tf.shape(b, tf.int64),
-            message=f"{a_name} and {b_name} must have the same shape")
-
-
-def _py(value):
-    return value.numpy().item() if tf.is_tensor(value) else value
-
-
-def _require(ok, builder, *args):
-    """Raise ``builder(*args)`` unless ``ok`` (a boolean scalar tensor).
-
-    Eager: a ``ValueError``. Graph: a ``tf.debugging.Assert`` with the same text,
-    tensor arguments filled in when it fails, returned so that ops which would
-    fail on their own (a gather at a bad label) can be made to run after it.
-    Tensor ``args`` are scalars.
+    A positive subnormal is its bits (an integer m) times the smallest subnormal
+    :math:`2^{-1074}` (float64) or :math:`2^{-149}` (float32): :math:`\log m - 1074 \log 2`.
     """
-    if tf.executing_eagerly():
-        if not bool(ok):
-            raise builder(*[_py(a) for a in args])
-        return
-    slots, fake = {}, []
-    for i, a in enumerate(args):
-        if tf.is_tensor(a):
-            sentinel = 918273 + 2 * i  # formats the same with {} and {:.6g}
-            slots[str(sentinel)] = a
-            a = sentinel
-        fake.append(a)
-    text = str(builder(*fake))
-    parts = re.split("(" + "|".join(slots) + ")", text) if slots else [text]
-    return tf.debugging.Assert(ok, [slots.get(p, p) for p in parts if p], summarize=1)
-
-
-def _check_logits(z, name):
-    if not V.value_checks_enabled():
-        return
-    if z.dtype in (tf.float32, tf.float64):  # one pass: a finite sum means no NaN/inf (else look closer)
-        ok = tf.cond(tf.math.is_finite(tf.reduce_sum(z)), lambda: tf.constant(True),
-                     lambda: tf.reduce_all(tf.math.is_finite(z)))
-    else:  # a 16-bit sum overflows easily
-        ok = tf.reduce_all(tf.math.is_finite(z))
-    _require(ok, V.not_finite, name)
-
-
-def _check_finite_values(x, name):
-    if V.value_checks_enabled():
-        _require(tf.logical_not(tf.reduce_any(tf.math.is_nan(x))), V.has_nan, name)
-
-
-def _check_probabilities(p, name):
-    if not V.value_checks_enabled():
-        return
-    # Fast reductions only: a sum is NaN only if some value is NaN (or +inf meets -inf: look closer).
-    has_nan = tf.cond(tf.math.is_nan(tf.reduce_sum(p)), lambda: tf.reduce_any(tf.math.is_nan(p)),
-                      lambda: tf.constant(False))
-    _require(tf.logical_not(has_nan), V.has_nan, name)
-    # Round-off may push a sum of probabilities a few ulps above 1: tolerated.
-    low, high = tf.reduce_min(p), tf.reduce_max(p)
-    ok = (low >= 0) & (high <= 1 + V.sum_tolerance(p.dtype.name))
-    _require(ok, V.not_probability, name, low, high)
-
-
-def _worst_sum(sums):
-    """The sum farthest from 1 (1 for an empty input)."""
-    dev = tf.concat([tf.zeros([1], sums.dtype), tf.reshape(sums - 1, [-1])], 0)
-    return 1 + tf.gather(dev, tf.argmax(tf.abs(dev)))
-
-
-def _check_distribution(p, name, axis):
-    _check_probabilities(p, name)
-    if V.value_checks_enabled():
-        tol = V.sum_tolerance(p.dtype.name)
-        exact = lambda: _worst_sum(tf.reduce_sum(tf.cast(p, tf.float64), axis=axis))  # noqa: E731
-        if p.dtype == tf.float64:
-            worst = exact()
-        else:  # a fast float32 sum settles rows clearly within tolerance; float64 otherwise
-            quick = tf.reduce_sum(tf.cast(p, tf.float32), axis=axis)
-            clear = tf.reduce_all(tf.abs(quick - 1) <= tol / 4)
-            worst = tf.cond(clear, lambda: tf.constant(1.0, tf.float64), exact)
-        _require(tf.abs(worst - 1) <= tol, V.not_distribution, name, worst, tol, axis)
-
-
-def _check_real_values(x, name):
-    """Neither NaN nor +-inf (regression values: inf - inf would be a silent NaN)."""
-    _check_finite_values(x, name)
-    if V.value_checks_enabled():
-        _require(tf.logical_not(tf.reduce_any(tf.math.is_inf(x))), V.has_inf, name)
-
-
-def _check_softmax_input(x, axis):
-    """+inf, or a slice of only -inf, makes softmax 0/0 or inf/inf: NaN."""
-    if V.value_checks_enabled():
-        m = tf.reduce_max(x, axis=axis)
-        _require(tf.logical_not(tf.reduce_any(tf.math.is_inf(m))), V.softmax_undefined, "x", axis)
+    if x.dtype not in (tf.float32, tf.float64):
+        return tf.math.log(x)
+    info = np.finfo(x.dtype.as_numpy_dtype)
+    bits = tf.bitcast(x, tf.int64 if x.dtype == tf.float64 else tf.int32)
+    subnormal = (bits > 0) & (bits < tf.bitcast(tf.constant(info.tiny, x.dtype), bits.dtype))
+    log_subnormal = tf.math.log(tf.cast(bits, x.dtype)) + np.log(info.smallest_subnormal)
+    return tf.where(subnormal, tf.stop_gradient(log_subnormal), tf.math.log(x))
 
 
 def _xlogy(x, y):
     r""":math:`x \log y` with :math:`0 \log y = 0`, and gradient 0 (not NaN) there."""
     zero = tf.equal(x, 0)
-    return tf.where(zero, tf.zeros_like(x), x * tf.math.log(tf.where(zero, tf.ones_like(y), y)))
+    return tf.where(zero, tf.zeros_like(x), x * _log(tf.where(zero, tf.ones_like(y), y)))
+
+
+def _times(weight, nll):
+    """``weight * nll`` with ``0 * inf = 0``: a term of weight 0 adds nothing."""
+    zero = tf.equal(weight, 0)
+    return tf.where(zero, tf.zeros_like(nll), weight * tf.where(zero, tf.zeros_like(nll), nll))
 
 
 def _reduce(per_item, reduction, denominator=None):
@@ -235,199 +125,14 @@ def _shift_by_max(z, axis):
     return z - m, m
 
 
-def _move_to_last(x, axis):
-    if axis == x.shape.rank - 1:
-        return x
-    perm = [d for d in range(x.shape.rank) if d != axis] + [axis]
-    return tf.transpose(x, perm)
-
-
-# ---- building blocks -----------------------------------------------------------
-
-def logsumexp(x, *, axis=-1, keepdims=False):
-    r"""Log-sum-exp, computed without overflow.
-
-    .. math:: \operatorname{LSE}(z) = m + \log \sum_i e^{z_i - m}, \qquad m = \max_i z_i
-
-    Matches ``tf.math.reduce_logsumexp(z, axis)``; the gradient is
-    :math:`\operatorname{softmax}(z)`.
-
-    >>> from xentlib import tensorflow as xl
-    >>> float(xl.logsumexp([1000.0, 1000.0]))   # naive: log(inf) = inf
-    1000.6931471805599
-    """
-    x = _float_tensor(x, "x")
-    axis = V.normalize_axis(axis, x.shape.rank)
-    _check_finite_values(x, "x")
-    shifted, m = _shift_by_max(_compute(x), axis)
-    out = tf.math.log(tf.reduce_sum(tf.exp(shifted), axis=axis, keepdims=True)) + m
-    if not keepdims:
-        out = tf.squeeze(out, axis=axis)
-    return tf.cast(out, x.dtype)
-
-
-def softmax(x, *, axis=-1):
-    r"""Softmax: turns logits into a probability distribution.
-
-    .. math:: \operatorname{softmax}(z)_i = \frac{e^{z_i}}{\sum_j e^{z_j}} = e^{z_i - \operatorname{LSE}(z)}
-
-    Invariant to adding a constant to every logit. Matches ``tf.nn.softmax``.
-
-    >>> from xentlib import tensorflow as xl
-    >>> xl.softmax([1.0, 2.0, 3.0]).numpy().round(4)
-    array([0.09  , 0.2447, 0.6652])
-    """
-    x = _float_tensor(x, "x")
-    axis = V.normalize_axis(axis, x.shape.rank)
-    _check_finite_values(x, "x")
-    _check_softmax_input(x, axis)
-    e = tf.exp(_shift_by_max(_compute(x), axis)[0])
-    return tf.cast(e / tf.reduce_sum(e, axis=axis, keepdims=True), x.dtype)
-
-
-def log_softmax(x, *, axis=-1):
-    r"""Log-softmax, the log-probabilities of a categorical distribution.
-
-    .. math:: \log \operatorname{softmax}(z)_i = z_i - \operatorname{LSE}(z)
-              = (z_i - m) - \log \sum_j e^{z_j - m}
-
-    The second form (as ``tf.nn.log_softmax`` computes it) avoids cancellation
-    between two large numbers for the dominant class. Finite for every finite
-    input, unlike ``log(softmax(z))``.
-
-    >>> from xentlib import tensorflow as xl
-    >>> xl.log_softmax([0.0, 1000.0]).numpy().tolist()
-    [-1000.0, 0.0]
-    """
-    x = _float_tensor(x, "x")
-    axis = V.normalize_axis(axis, x.shape.rank)
-    _check_finite_values(x, "x")
-    _check_softmax_input(x, axis)
-    shifted = _shift_by_max(_compute(x), axis)[0]
-    return tf.cast(shifted - tf.math.log(tf.reduce_sum(tf.exp(shifted), axis=axis, keepdims=True)),
-                   x.dtype)
-
-
-def sigmoid(x):
-    r"""Logistic sigmoid, computed without overflow.
-
-    .. math:: \sigma(z) = \frac{1}{1 + e^{-z}} = e^{-\operatorname{softplus}(-z)},
-       \qquad \operatorname{softplus}(t) = \log(1 + e^{t})
-
-    >>> from xentlib import tensorflow as xl
-    >>> xl.sigmoid([-1000.0, 0.0, 1000.0]).numpy().tolist()
-    [0.0, 0.5, 1.0]
-    """
-    x = _float_tensor(x, "x")
-    _check_finite_values(x, "x")
-    return tf.cast(tf.exp(log_sigmoid(_compute(x))), x.dtype)
-
-
-def log_sigmoid(x):
-    r"""Log of the sigmoid, stable for any input.
-
-    .. math:: \log \sigma(z) = -\operatorname{softplus}(-z) = -\log(1 + e^{-z})
-
-    Matches ``tf.math.log_sigmoid``.
-
-    >>> from xentlib import tensorflow as xl
-    >>> xl.log_sigmoid([-1000.0, 0.0]).numpy().round(6).tolist()
-    [-1000.0, -0.693147]
-    """
-    x = _float_tensor(x, "x")
-    _check_finite_values(x, "x")
-    return tf.cast(-tf.nn.softplus(-_compute(x)), x.dtype)
-
-
-# ---- information theory -----------------------------------------------------------
-
-def entropy(p, *, axis=-1, base=None):
-    r"""Shannon entropy of the distribution(s) ``p`` along ``axis``.
-
-    .. math:: H(P) = -\sum_i p_i \log p_i, \qquad 0 \log 0 = 0
-
-    ``base=2`` gives bits, ``base=10`` bans; ``p`` must sum to 1.
-
-    >>> from xentlib import tensorflow as xl
-    >>> float(xl.entropy([0.5, 0.5], base=2))
-    1.0
-    """
-    p = _float_tensor(p, "p")
-    axis = V.normalize_axis(axis, p.shape.rank)
-    divisor = V.log_base(base)
-    _check_distribution(p, "p", axis)
-    pc = _compute(p)
-    return tf.cast(-tf.reduce_sum(_xlogy(pc, pc), axis=axis) / divisor, p.dtype)
-
-
-def _two_distributions(p, q, axis):
-    p = _float_tensor(p, "p")
-    q = _float_tensor(q, "q")
-    _same_shape(p, "p", q, "q")
-    axis = V.normalize_axis(axis, p.shape.rank)
-    _check_distribution(p, "p", axis)
-    _check_distribution(q, "q", axis)
-    return p, q, axis
-
-
-def cross_entropy(p, q, *, axis=-1, base=None):
-    r"""Cross-entropy of ``q`` relative to the true distribution ``p``.
-
-    .. math:: H(P, Q) = -\sum_i p_i \log q_i = H(P) + D_{\mathrm{KL}}(P \,\|\, Q)
-
-    :math:`+\infty` where some :math:`p_i > 0` has :math:`q_i = 0`.
-
-    >>> from xentlib import tensorflow as xl
-    >>> round(float(xl.cross_entropy([0.6, 0.2, 0.2], [0.5, 0.3, 0.2])), 6)
-    0.97857
-    """
-    p, q, axis = _two_distributions(p, q, axis)
-    divisor = V.log_base(base)
-    h = -tf.reduce_sum(_xlogy(_compute(p), _compute(q)), axis=axis) / divisor
-    return tf.cast(h, p.dtype)
-
-
-def kl_divergence(p, q, *, axis=-1, base=None):
-    r"""Kullback–Leibler divergence of ``q`` from ``p`` (argument order as SciPy's and Keras').
-
-    .. math:: D_{\mathrm{KL}}(P \,\|\, Q) = \sum_i p_i \log \frac{p_i}{q_i} \;\ge\; 0
-
-    Exact at :math:`p_i = 0` (term 0) and :math:`q_i = 0 < p_i` (:math:`+\infty`);
-    ``keras.losses.KLDivergence`` clips both to :math:`[10^{-7}, 1]` instead.
-
-    >>> from xentlib import tensorflow as xl
-    >>> round(float(xl.kl_divergence([0.6, 0.2, 0.2], [0.5, 0.3, 0.2])), 6)
-    0.0283
-    """
-    p, q, axis = _two_distributions(p, q, axis)
-    divisor = V.log_base(base)
-    pc, qc = _compute(p), _compute(q)
-    zero = tf.equal(pc, 0)
-    one = tf.ones_like(pc)
-    terms = pc * (tf.math.log(tf.where(zero, one, pc)) - tf.math.log(tf.where(zero, one, qc)))
-    terms = tf.where(zero, tf.zeros_like(terms), terms)
-    return tf.cast(tf.reduce_sum(terms, axis=axis) / divisor, p.dtype)
-
-
-def _joint_sum_error(worst, tol):
-    return ValueError(
-        f"p_xy must sum to 1 over its last two axes (tolerance {tol:g}); "
-        f"found a sum of {worst:.6g}")
-
-
-def _joint(p_xy):
-    p_xy = _float_tensor(p_xy, "p_xy")
-    if p_xy.shape.rank < 2:
-        raise ValueError(
-            f"p_xy must have at least 2 dimensions (X along axis -2, Y along axis -1); "
-            f"got shape {_shape(p_xy)}")
-    _check_probabilities(p_xy, "p_xy")
-    if V.value_checks_enabled():
-        sums = tf.reduce_sum(tf.cast(p_xy, tf.float64), axis=(-2, -1))
-        tol = V.sum_tolerance(p_xy.dtype.name)
-        worst = _worst_sum(sums)
-        _require(tf.abs(worst - 1) <= tol, _joint_sum_error, worst, tol)
-    return p_xy
+def _smoothed(y, epsilon, axis):
+    """Label smoothing in the compute dtype; the class count may be known only when it runs."""
+    y = _compute(y)
+    if not epsilon:
+        return y
+    k = _fd.ops.dim(y, axis)
+    uniform = tf.constant(epsilon / k, tf.float64) if isinstance(k, int) else epsilon / tf.cast(k, tf.float64)
+    return tf.constant(1 - epsilon, y.dtype) * y + tf.cast(uniform, y.dtype)
 
 
 def _safe_ratio(a, b):
@@ -435,52 +140,160 @@ def _safe_ratio(a, b):
     return a / tf.where(tf.equal(b, 0), tf.ones_like(b), b)
 
 
+# ---- building blocks -----------------------------------------------------------
+
+@shared
+def logsumexp(x, *, axis=-1, keepdims=False):
+    """
+    Matches ``tf.math.reduce_logsumexp(z, axis)``; the gradient is
+    :math:`\\operatorname{softmax}(z)`.
+
+    >>> from xentlib import tensorflow as xl
+    >>> float(xl.logsumexp([1000.0, 1000.0]))   # naive: log(inf) = inf
+    1000.6931471805599
+    """
+    x, axis = _fd.one_array(x, axis=axis)
+    V.check_bool("keepdims", keepdims)
+    shifted, m = _shift_by_max(_compute(x), axis)
+    out = tf.math.log(tf.reduce_sum(tf.exp(shifted), axis=axis, keepdims=True)) + m
+    if not keepdims:
+        out = tf.squeeze(out, axis=axis)
+    return tf.cast(out, x.dtype)
+
+
+@shared
+def softmax(x, *, axis=-1):
+    """
+    Matches ``tf.nn.softmax``.
+
+    >>> from xentlib import tensorflow as xl
+    >>> xl.softmax([1.0, 2.0, 3.0]).numpy().round(4)
+    array([0.09  , 0.2447, 0.6652])
+    """
+    x, axis = _fd.one_array(x, axis=axis, softmax=True)
+    e = tf.exp(_shift_by_max(_compute(x), axis)[0])
+    return tf.cast(e / tf.reduce_sum(e, axis=axis, keepdims=True), x.dtype)
+
+
+@shared
+def log_softmax(x, *, axis=-1):
+    """
+    Computed as ``tf.nn.log_softmax`` does, in the second form.
+
+    >>> from xentlib import tensorflow as xl
+    >>> xl.log_softmax([0.0, 1000.0]).numpy().tolist()
+    [-1000.0, 0.0]
+    """
+    x, axis = _fd.one_array(x, axis=axis, softmax=True)
+    shifted = _shift_by_max(_compute(x), axis)[0]
+    return tf.cast(shifted - tf.math.log(tf.reduce_sum(tf.exp(shifted), axis=axis, keepdims=True)),
+                   x.dtype)
+
+
+@shared
+def sigmoid(x):
+    """
+    >>> from xentlib import tensorflow as xl
+    >>> xl.sigmoid([-1000.0, 0.0, 1000.0]).numpy().tolist()
+    [0.0, 0.5, 1.0]
+    """
+    x, _ = _fd.one_array(x)
+    return tf.cast(tf.exp(-tf.nn.softplus(-_compute(x))), x.dtype)
+
+
+@shared
+def log_sigmoid(x):
+    """
+    Matches ``tf.math.log_sigmoid``.
+
+    >>> from xentlib import tensorflow as xl
+    >>> xl.log_sigmoid([-1000.0, 0.0]).numpy().round(6).tolist()
+    [-1000.0, -0.693147]
+    """
+    x, _ = _fd.one_array(x)
+    return tf.cast(-tf.nn.softplus(-_compute(x)), x.dtype)
+
+
+# ---- information theory -----------------------------------------------------------
+
+@shared
+def entropy(p, *, axis=-1, base=None):
+    """
+    >>> from xentlib import tensorflow as xl
+    >>> float(xl.entropy([0.5, 0.5], base=2))
+    1.0
+    """
+    p, axis, divisor = _fd.distribution_args(p, axis, base)
+    pc = _compute(p)
+    return tf.cast(-tf.reduce_sum(_xlogy(pc, pc), axis=axis) / divisor, p.dtype)
+
+
+@shared
+def cross_entropy(p, q, *, axis=-1, base=None):
+    """
+    ``p`` and ``q`` of different float dtypes are computed in the wider one.
+
+    >>> from xentlib import tensorflow as xl
+    >>> round(float(xl.cross_entropy([0.6, 0.2, 0.2], [0.5, 0.3, 0.2])), 6)
+    0.97857
+    """
+    p, q, axis, divisor = _fd.two_distributions(p, q, axis, base)
+    h = -tf.reduce_sum(_xlogy(*_common(p, q)), axis=axis) / divisor
+    return tf.cast(h, p.dtype)
+
+
+@shared
+def kl_divergence(p, q, *, axis=-1, base=None):
+    """
+    ``keras.losses.KLDivergence`` clips both arguments to :math:`[10^{-7}, 1]` instead.
+
+    >>> from xentlib import tensorflow as xl
+    >>> round(float(xl.kl_divergence([0.6, 0.2, 0.2], [0.5, 0.3, 0.2])), 6)
+    0.0283
+    """
+    p, q, axis, divisor = _fd.two_distributions(p, q, axis, base)
+    pc, qc = _common(p, q)
+    zero = tf.equal(pc, 0)
+    one = tf.ones_like(pc)
+    terms = pc * (_log(tf.where(zero, one, pc)) - _log(tf.where(zero, one, qc)))
+    terms = tf.where(zero, tf.zeros_like(terms), terms)
+    return tf.cast(tf.reduce_sum(terms, axis=axis) / divisor, p.dtype)
+
+
+@shared
 def joint_entropy(p_xy, *, base=None):
-    r"""Joint entropy of a table :math:`p(x, y)`, X along axis -2, Y along axis -1.
-
-    .. math:: H(X, Y) = -\sum_{x, y} p(x, y) \log p(x, y)
-
+    """
     >>> from xentlib import tensorflow as xl
     >>> float(xl.joint_entropy([[0.25, 0.25], [0.25, 0.25]], base=2))
     2.0
     """
-    p_xy = _joint(p_xy)
-    divisor = V.log_base(base)
+    p_xy, divisor = _fd.joint(p_xy, base)
     pc = _compute(p_xy)
     return tf.cast(-tf.reduce_sum(_xlogy(pc, pc), axis=(-2, -1)) / divisor, p_xy.dtype)
 
 
+@shared
 def conditional_entropy(p_xy, *, base=None):
-    r"""Conditional entropy :math:`H(Y \mid X)`; X along axis -2, Y along axis -1.
-
-    .. math:: H(Y \mid X) = -\sum_{x, y} p(x, y) \log \frac{p(x, y)}{p(x)} = H(X, Y) - H(X)
-
+    """
     >>> from xentlib import tensorflow as xl
     >>> float(xl.conditional_entropy([[0.5, 0.0], [0.0, 0.5]]))   # Y = X: no doubt left
     0.0
     """
-    p_xy = _joint(p_xy)
-    divisor = V.log_base(base)
+    p_xy, divisor = _fd.joint(p_xy, base)
     pc = _compute(p_xy)
     p_x = tf.reduce_sum(pc, axis=-1, keepdims=True)
     h = -tf.reduce_sum(_xlogy(pc, _safe_ratio(pc, p_x)), axis=(-2, -1))
     return tf.cast(tf.maximum(h, 0.0) / divisor, p_xy.dtype)
 
 
+@shared
 def mutual_information(p_xy, *, base=None):
-    r"""Mutual information of X (axis -2) and Y (axis -1).
-
-    .. math:: I(X; Y) = \sum_{x, y} p(x, y) \log \frac{p(x, y)}{p(x)\,p(y)}
-              = D_{\mathrm{KL}}\big(p(x, y) \,\|\, p(x)\,p(y)\big) = H(Y) - H(Y \mid X)
-
-    Clipped at 0, its true lower bound (round-off can leave :math:`-10^{-17}`).
-
+    """
     >>> from xentlib import tensorflow as xl
     >>> float(xl.mutual_information([[0.5, 0.0], [0.0, 0.5]], base=2))   # one shared bit
     1.0
     """
-    p_xy = _joint(p_xy)
-    divisor = V.log_base(base)
+    p_xy, divisor = _fd.joint(p_xy, base)
     pc = _compute(p_xy)
     product = tf.reduce_sum(pc, axis=-1, keepdims=True) * tf.reduce_sum(pc, axis=-2, keepdims=True)
     mi = tf.reduce_sum(_xlogy(pc, _safe_ratio(pc, product)), axis=(-2, -1))
@@ -489,32 +302,15 @@ def mutual_information(p_xy, *, base=None):
 
 # ---- label smoothing ------------------------------------------------------------------
 
+@shared
 def smooth_labels(y, epsilon, *, axis=-1):
-    r"""Standard label smoothing: mix the target with the uniform distribution.
-
-    .. math:: \tilde y = (1 - \varepsilon)\, y + \frac{\varepsilon}{K}
-
-    with :math:`K` the number of classes along ``axis``, as in Keras' categorical
-    losses and PyTorch's ``cross_entropy(label_smoothing=ε)``. The seeds'
-    additive smoothing :math:`(P + \epsilon)/Z` is this with
-    :math:`\varepsilon = K\epsilon / (1 + K\epsilon)`.
-
+    """
     >>> from xentlib import tensorflow as xl
     >>> xl.smooth_labels([0.0, 1.0, 0.0, 0.0], 0.1).numpy().tolist()
     [0.025, 0.925, 0.025, 0.025]
     """
-    y = _float_tensor(y, "y")
-    epsilon = V.check_fraction("epsilon", epsilon)
-    axis = V.normalize_axis(axis, y.shape.rank)
-    _check_distribution(y, "y", axis)
-    return _smoothed(y, epsilon, axis)
-
-
-def _smoothed(y, epsilon, axis):
-    """:func:`smooth_labels` without the checks (for callers that already checked ``y``)."""
-    k = _dim(y, axis)
-    uniform = epsilon / k if isinstance(k, int) else epsilon / tf.cast(k, tf.float64)
-    return tf.constant(1 - epsilon, y.dtype) * y + tf.cast(tf.constant(uniform, tf.float64), y.dtype)
+    y, epsilon, axis = _fd.smoothing(y, epsilon, axis)
+    return tf.cast(_smoothed(y, epsilon, axis), y.dtype)
 
 
 # ---- fast paths from logits: one pass for the softmax, analytic gradients -----------------
@@ -591,7 +387,7 @@ def _categorical_from_logits(target, z, reduction):
     @tf.custom_gradient
     def loss(z, t):
         e = z - tf.reduce_max(z, axis=-1, keepdims=True)
-        t_e = tf.reduce_sum(t * e, axis=-1)
+        t_e = tf.reduce_sum(tf.where(tf.equal(t, 0), tf.zeros_like(e), t * e), axis=-1)  # 0 (-inf) = 0
         ex = tf.exp(e)
         s = tf.reduce_sum(ex, axis=-1)
         log_s = tf.math.log(s)
@@ -639,346 +435,195 @@ def _binary_from_logits(y, z, w_pos, reduction):
 
 # ---- losses -------------------------------------------------------------------------
 
+@shared
 def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
                               axis=-1, reduction="mean"):
-    r"""Categorical cross-entropy (log loss) for one-hot or probability targets.
-
-    .. math:: \ell_n = -\sum_{c=1}^{C} \tilde y_{n,c} \log \hat y_{n,c},
-       \qquad \hat y = \operatorname{softmax}(z) \text{ if from\_logits}
-
-    with :math:`\tilde y` the targets after :func:`smooth_labels`. ``'mean'``
-    divides by the number of rows, as ``keras.losses.CategoricalCrossentropy``;
-    with logits it equals ``tf.nn.softmax_cross_entropy_with_logits``. Unlike
-    Keras, probabilities are neither renormalised nor clipped: rows must sum to
-    1, and :math:`\hat y_c = 0` with :math:`\tilde y_c > 0` gives :math:`+\infty`.
-
-    From logits the gradient is analytic (``tf.custom_gradient``: softmax
-    computed once, :math:`(\operatorname{softmax}(z) - \tilde y)\,w / \text{denominator}`);
-    it flows to the logits and targets; second-order gradients
-    through it are not supported.
+    """
+    As ``keras.losses.CategoricalCrossentropy``, but not clipped; with logits it
+    equals ``tf.nn.softmax_cross_entropy_with_logits``, with an analytic
+    gradient (``tf.custom_gradient``: softmax computed once) to the logits and
+    targets.
 
     >>> from xentlib import tensorflow as xl
     >>> round(float(xl.categorical_cross_entropy([[0.0, 1.0, 0.0]], [[0.1, 0.7, 0.2]])), 6)
     0.356675
     """
-    y_true = _float_tensor(y_true, "y_true")
-    y_pred = _float_tensor(y_pred, "y_pred")
-    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
-    _same_shape(y_true, "y_true", y_pred, "y_pred")
-    axis = V.normalize_axis(axis, y_pred.shape.rank)
-    _check_distribution(y_true, "y_true", axis)
-    target = _compute(_smoothed(y_true, label_smoothing, axis) if label_smoothing else y_true)
-    z = _compute(y_pred)
+    y_true, y_pred, label_smoothing, axis = _fd.categorical(
+        y_true, y_pred, from_logits, label_smoothing, axis, reduction)
+    target, z = _common(_smoothed(y_true, label_smoothing, axis), y_pred)
     if from_logits:
-        _check_logits(y_pred, "y_pred")
-        per_row = _categorical_from_logits(_move_to_last(tf.cast(target, z.dtype), axis),
-                                           _move_to_last(z, axis), "none")
+        per_row = _categorical_from_logits(move_to_last(target, axis), move_to_last(z, axis), "none")
     else:
-        _check_distribution(y_pred, "y_pred", axis)
-        per_row = -tf.reduce_sum(_xlogy(tf.cast(target, z.dtype), z), axis=axis)
+        per_row = -tf.reduce_sum(_xlogy(target, z), axis=axis)
     return tf.cast(_reduce(per_row, reduction), _loss_dtype(y_pred))
 
 
-def _check_labels(labels, num_classes, ignore_index, name="labels"):
-    if not V.value_checks_enabled():
-        return
-    bad = (labels < 0) | (labels >= tf.cast(num_classes, labels.dtype))
-    if ignore_index is not None:
-        bad &= tf.not_equal(labels, ignore_index)
-    big = tf.constant(np.iinfo(np.int64).max, tf.int64)
-    low = tf.reduce_min(tf.where(bad, labels, big))
-    high = tf.reduce_max(tf.where(bad, labels, -big))
-    return _require(tf.logical_not(tf.reduce_any(bad)), V.bad_labels, name, low, high,
-             num_classes, ignore_index)
-
-
-def _class_weight(class_weight, num_classes, dtype):
-    if class_weight is None:
-        return None
-    w = _float_tensor(class_weight, "class_weight")
-    if _shape(w) != (num_classes,):
-        raise ValueError(
-            f"class_weight must have shape ({num_classes},), one weight per class; got {_shape(w)}")
-    if V.value_checks_enabled():
-        _require(tf.reduce_all(tf.math.is_finite(w) & (w >= 0)), V.negative, "class_weight")
-    return tf.cast(w, dtype)
-
-
+@shared
 def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label_smoothing=0.0,
                                      ignore_index=None, class_weight=None, axis=-1,
                                      reduction="mean"):
-    r"""Cross-entropy with integer class labels; any leading shape, e.g. (batch, time).
-
-    .. math:: \ell_n = w_{y_n}\Big[(1-\varepsilon)\big(-\log \hat y_{n, y_n}\big)\Big]
-              + \frac{\varepsilon}{C} \sum_{c=1}^{C} w_c \big(-\log \hat y_{n,c}\big),
-       \qquad L_{\text{mean}} = \frac{\sum_{n \in \mathcal K} \ell_n}{\sum_{n \in \mathcal K} w_{y_n}}
-
-    where :math:`\mathcal K` are the items whose label is not ``ignore_index``
-    and :math:`w = 1` without ``class_weight`` (PyTorch's ``F.cross_entropy``
-    semantics). Without options it equals
-    ``tf.nn.sparse_softmax_cross_entropy_with_logits``; ``ignore_index`` gives the
-    mean of ``keras.losses.SparseCategoricalCrossentropy(ignore_class=...)``, but
-    with ``class_weight`` the mean divides by the summed weights, not the item
-    count as Keras' ``sample_weight`` does. Ignored items give 0 under
-    ``'none'``. Keras passes labels as floats: use :func:`keras_loss`.
-
-    From logits the gradient is analytic (``tf.custom_gradient``: softmax
-    computed once, :math:`(\operatorname{softmax}(z) - \tilde y)\,w / \text{denominator}`);
-    it flows to the logits (not to ``class_weight``); second-order gradients
-    through it are not supported.
+    """
+    Without options it equals ``tf.nn.sparse_softmax_cross_entropy_with_logits``;
+    ``ignore_index`` gives the mean of
+    ``keras.losses.SparseCategoricalCrossentropy(ignore_class=...)``, but with
+    ``class_weight`` the mean divides by the summed weights, not the item
+    count as Keras' ``sample_weight`` does. Keras passes labels as floats: use
+    :func:`keras_loss`. From logits the gradient is analytic
+    (``tf.custom_gradient``) and flows to the logits, not to ``class_weight``.
 
     >>> from xentlib import tensorflow as xl
     >>> z = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]
     >>> round(float(xl.sparse_categorical_cross_entropy([0, 2], z, from_logits=True)), 6)
     0.175456
     """
-    labels = _label_tensor(labels)
-    y_pred = _float_tensor(y_pred, "y_pred")
-    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
-    ignore_index = V.check_int("ignore_index", ignore_index, allow_none=True)
-    axis = V.normalize_axis(axis, y_pred.shape.rank)
-    expected = y_pred.shape[:axis].concatenate(y_pred.shape[axis + 1:])
-    if not labels.shape.is_compatible_with(expected) or labels.shape.rank != expected.rank:
-        raise V.labels_shape("labels", _shape(labels), tuple(expected.as_list()))
-    checks = []
-    if not (labels.shape.is_fully_defined() and y_pred.shape.is_fully_defined()):
-        checks.append(_same_runtime_shape(labels, "labels", _move_to_last(y_pred, axis)[..., 0],
-                                          "y_pred without its class axis"))
-    num_classes = _dim(y_pred, axis)
-    checks.append(_check_labels(labels, num_classes, ignore_index))
-    checks = [c for c in checks if c is not None]
-    if checks:  # graph mode: the gathers below raise their own, unnamed error at a bad label
-        with tf.control_dependencies(checks):
-            labels = tf.identity(labels)
-    if from_logits:
-        _check_logits(y_pred, "y_pred")
-    else:
-        _check_distribution(y_pred, "y_pred", axis)
-    z = _move_to_last(_compute(y_pred), axis)
+    args = _fd.sparse(labels, y_pred, from_logits, label_smoothing, ignore_index, class_weight,
+                      axis, reduction)
+    return _sparse(*args, from_logits, reduction)
+
+
+def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_classes,
+            from_logits, reduction):
+    z = move_to_last(_compute(y_pred), axis)
     kept = tf.ones_like(labels, tf.bool) if ignore_index is None else tf.not_equal(labels, ignore_index)
-    weight = _class_weight(class_weight, num_classes, z.dtype)
+    if weight is not None:
+        weight = tf.cast(weight, z.dtype)
     if from_logits:
         out = _sparse_from_logits(labels, z, kept, weight, label_smoothing, reduction)
-        return tf.cast(out, _loss_dtype(y_pred))
-    per_item, w_y = _sparse_terms(labels, z, kept, weight, from_logits, label_smoothing, num_classes)
-    out = _reduce(per_item, reduction, denominator=tf.reduce_sum(w_y))
+    else:
+        per_item, w_y = _sparse_terms(labels, z, kept, weight, label_smoothing, num_classes)
+        out = _reduce(per_item, reduction, denominator=tf.reduce_sum(w_y))
+    if not tf.executing_eagerly() and V.value_checks_enabled():
+        out = _nan_where_invalid(out, invalid_labels(labels, num_classes, ignore_index), reduction)
     return tf.cast(out, _loss_dtype(y_pred))
 
 
-def _sparse_terms(labels, z, kept, weight, from_logits, label_smoothing, num_classes):
-    """Per-item losses (0 where not kept) and their weights w[y] (0 where not kept); classes last."""
+def _nan_where_invalid(out, invalid, reduction):
+    """In a graph (where XLA drops the label assertion): NaN for a bad label, not a silent number."""
+    nan = tf.constant(np.nan, out.dtype)
+    if reduction == "none":
+        return tf.where(invalid, nan, out)
+    return tf.where(tf.reduce_any(invalid), nan, out)
+
+
+def _sparse_terms(labels, z, kept, weight, label_smoothing, num_classes):
+    """Per-item losses from probabilities (0 where not kept) and their weights w[y]; classes last."""
     safe = tf.where(kept, labels, tf.zeros_like(labels))
-    if from_logits:
-        log_q = log_softmax(z, axis=-1)
-        nll = -tf.gather(log_q, safe, axis=-1, batch_dims=labels.shape.rank)
-    else:  # gather first: log(0) at other classes must not poison the gradient
-        q = tf.where(kept[..., None], z, tf.ones_like(z))
-        nll = -tf.math.log(tf.gather(q, safe, axis=-1, batch_dims=labels.shape.rank))
+    q = tf.where(kept[..., None], z, tf.ones_like(z))  # gather first: log(0) at other classes
+    nll = -_log(tf.gather(q, safe, axis=-1, batch_dims=labels.shape.rank))
     w_y = tf.ones_like(nll) if weight is None else tf.gather(weight, safe)
     w_y = tf.where(kept, w_y, tf.zeros_like(w_y))
-    per_item = (1 - label_smoothing) * w_y * nll
+    per_item = _times((1 - label_smoothing) * w_y, nll)
     if label_smoothing > 0:
         if weight is None:
-            w_log_q = log_q if from_logits else tf.math.log(q)
+            w_log_q = _log(q)
         else:  # a class of weight 0 adds nothing, even where its probability is 0 (0 log 0 = 0)
-            zero_w = tf.equal(weight, 0)
-            if not from_logits:
-                log_q = tf.math.log(tf.where(zero_w, tf.ones_like(q), q))
-            w_log_q = tf.where(zero_w, tf.zeros_like(log_q), weight * log_q)
+            w_log_q = -_times(weight, -_log(tf.where(tf.equal(weight, 0), tf.ones_like(q), q)))
         uniform = -tf.reduce_sum(w_log_q, axis=-1) / tf.cast(num_classes, z.dtype)
         per_item = per_item + label_smoothing * tf.where(kept, uniform, tf.zeros_like(uniform))
     return tf.where(kept, per_item, tf.zeros_like(per_item)), w_y
 
 
-def _pos_weight(pos_weight, y_pred):
-    if pos_weight is None:
-        return None
-    w = _float_tensor(pos_weight, "pos_weight")
-    last = y_pred.shape[-1] if y_pred.shape.rank else 1
-    if w.shape.rank > 1 or (w.shape.rank == 1 and y_pred.shape.rank and w.shape[0] != last):
-        raise ValueError(
-            f"pos_weight must be a scalar or have shape ({last},),"
-            f" one weight per class on the last axis; got {_shape(w)}")
-    if V.value_checks_enabled():
-        _require(tf.reduce_all(tf.math.is_finite(w) & (w >= 0)), V.negative, "pos_weight")
-    return w
-
-
+@shared
 def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
                          pos_weight=None, reduction="mean"):
-    r"""Binary and multi-label cross-entropy, one independent Bernoulli per element.
-
-    .. math:: \ell = -\big[\,w_+\, \tilde y \log \hat y + (1 - \tilde y) \log (1 - \hat y)\,\big],
-       \qquad \tilde y = y (1 - \varepsilon) + \tfrac{\varepsilon}{2},
-       \qquad \hat y = \sigma(z) \text{ if from\_logits}
-
-    Smoothing moves every target towards 1/2, as ``keras.losses.BinaryCrossentropy``
-    does. ``pos_weight`` (:math:`w_+`, scalar or one value per class on the last
-    axis) multiplies the positive term, as ``tf.nn.weighted_cross_entropy_with_logits``.
-    ``'mean'`` averages over all elements. With logits it equals
-    ``tf.nn.sigmoid_cross_entropy_with_logits``; probabilities are not clipped
-    (Keras clips them to :math:`[10^{-7}, 1-10^{-7}]`).
-
-    From logits the gradient is analytic (``tf.custom_gradient``,
-    :math:`\sigma(z)(w_+ \tilde y + 1 - \tilde y) - w_+ \tilde y`); it flows to the logits
-    and targets, not to ``pos_weight``, and second-order gradients through it are not supported.
+    """
+    As ``keras.losses.BinaryCrossentropy``, but probabilities are not clipped
+    (Keras clips them to :math:`[10^{-7}, 1-10^{-7}]`); ``pos_weight`` as in
+    ``tf.nn.weighted_cross_entropy_with_logits``. With logits it equals
+    ``tf.nn.sigmoid_cross_entropy_with_logits``, with an analytic gradient
+    (``tf.custom_gradient``) to the logits and targets, not to ``pos_weight``.
 
     >>> from xentlib import tensorflow as xl
     >>> round(float(xl.binary_cross_entropy([1.0, 0.0], [0.9, 0.2])), 6)
     0.164252
     """
-    y_true = _float_tensor(y_true, "y_true")
-    y_pred = _float_tensor(y_pred, "y_pred")
-    label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
-    _same_shape(y_true, "y_true", y_pred, "y_pred")
-    _check_probabilities(y_true, "y_true")
-    w_pos = _pos_weight(pos_weight, y_pred)
+    y_true, y_pred, label_smoothing, pos_weight = _fd.binary(
+        y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
     z = _compute(y_pred)
     y = tf.cast(_compute(y_true), z.dtype)
     if label_smoothing:
         y = y * (1 - label_smoothing) + label_smoothing / 2
-    w_pos = 1.0 if w_pos is None else tf.cast(w_pos, z.dtype)
+    w_pos = None if pos_weight is None else tf.cast(pos_weight, z.dtype)
     if from_logits:
-        _check_logits(y_pred, "y_pred")
-        if pos_weight is None or w_pos.shape.rank == 0 or z.shape.rank:
-            out = _binary_from_logits(y, z, None if pos_weight is None else w_pos, reduction)
-            return tf.cast(out, _loss_dtype(y_pred))
-        per_elem = -(w_pos * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z))
-    else:
-        _check_probabilities(y_pred, "y_pred")
-        z = tf.clip_by_value(z, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
-        per_elem = -(w_pos * _xlogy(y, z) + _xlogy(1 - y, 1 - z))
+        out = _binary_from_logits(y, z, w_pos, reduction)
+        return tf.cast(out, _loss_dtype(y_pred))
+    q = tf.clip_by_value(z, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
+    per_elem = -((1.0 if w_pos is None else w_pos) * _xlogy(y, q) + _xlogy(1 - y, 1 - q))
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
 
+@shared
 def mean_squared_error(y_true, y_pred, *, reduction="mean"):
-    r"""Mean squared error, the regression loss of the seeds.
-
-    .. math:: \mathrm{MSE} = \frac{1}{N} \sum_{i=1}^{N} (y_i - \hat y_i)^2
-
-    ``'none'`` returns the squared error of every element (Keras'
-    ``MeanSquaredError`` averages the last axis first; the ``'mean'`` values
-    agree). It equals :math:`2\sigma^2` times :func:`gaussian_nll` minus a constant.
+    """
+    Keras' ``MeanSquaredError`` averages the last axis first; the ``'mean'``
+    values agree.
 
     >>> from xentlib import tensorflow as xl
     >>> float(xl.mean_squared_error([1.0, 2.0], [1.5, 1.0]))
     0.625
     """
-    y_true = _float_tensor(y_true, "y_true")
-    y_pred = _float_tensor(y_pred, "y_pred")
-    V.check_reduction(reduction)
-    _same_shape(y_true, "y_true", y_pred, "y_pred")
-    _check_real_values(y_true, "y_true")
-    _check_real_values(y_pred, "y_pred")
-    z = _compute(y_pred)
-    per_elem = tf.square(tf.cast(_compute(y_true), z.dtype) - z)
-    return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
+    y_true, y_pred = _fd.regression(y_true, y_pred, reduction)
+    y, z = _common(y_true, y_pred)
+    return tf.cast(_reduce(tf.square(y - z), reduction), _loss_dtype(y_pred))
 
 
+@shared
 def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
-    r"""Negative log-likelihood of ``y_true`` under :math:`\mathcal N(\text{mean}, \text{variance})`.
-
-    .. math:: -\log \mathcal N(y \mid \mu, \sigma^2) = \frac{(y - \mu)^2}{2\sigma^2}
-              + \frac{1}{2}\log \sigma^2 + \frac{1}{2}\log 2\pi
-
-    ``full=False`` drops the constant :math:`\tfrac12 \log 2\pi`. With a fixed
-    variance, :math:`\mathrm{MSE} = 2\sigma^2 (\mathrm{NLL} - \tfrac12\log 2\pi\sigma^2)`.
-    ``variance`` is a positive scalar or a tensor broadcastable to ``y_true``.
-
+    """
     >>> from xentlib import tensorflow as xl
     >>> round(float(xl.gaussian_nll([0.0], [0.0])), 6)   # -log of N(0; 0, 1) = log sqrt(2 pi)
     0.918939
     """
-    y_true = _float_tensor(y_true, "y_true")
-    mean = _float_tensor(mean, "mean")
-    V.check_bool("full", full)
-    V.check_reduction(reduction)
-    _same_shape(y_true, "y_true", mean, "mean")
-    _check_real_values(y_true, "y_true")
-    _check_real_values(mean, "mean")
-    var = _float_tensor(variance, "variance")
-    try:
-        tf.broadcast_static_shape(var.shape, y_true.shape)
-        if var.shape.rank > y_true.shape.rank:
-            raise ValueError
-    except ValueError:
-        raise ValueError(
-            f"variance must be a scalar or broadcastable to {_shape(y_true)}; got {_shape(var)}") from None
-    if V.value_checks_enabled():
-        _require(tf.reduce_all(tf.math.is_finite(var) & (var > 0)),
-                 lambda: ValueError("variance must be positive and finite"))
-    mu = _compute(mean)
-    var = tf.cast(var, mu.dtype)
-    per_elem = 0.5 * (tf.square(tf.cast(_compute(y_true), mu.dtype) - mu) / var + tf.math.log(var))
+    y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
+    y, mu, var = _common(y_true, mean, variance)
+    per_elem = 0.5 * (tf.square(y - mu) / var + tf.math.log(var))
     if full:
         per_elem = per_elem + 0.5 * np.log(2 * np.pi)
     per_elem = tf.broadcast_to(per_elem, tf.shape(y_true))
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(mean))
 
 
+@shared
 def perplexity(labels, logits, *, ignore_index=None, axis=-1):
-    r"""Perplexity: the exponential of the mean token negative log-likelihood.
-
-    .. math:: \mathrm{PPL} = \exp\Big(\frac{1}{|\mathcal K|}\sum_{t \in \mathcal K} -\log \operatorname{softmax}(z_t)_{y_t}\Big)
-
-    over the tokens :math:`\mathcal K` not equal to ``ignore_index``, computed in
-    log space (log-softmax), so it stays finite for large vocabularies. A
-    uniform model over :math:`V` tokens has perplexity :math:`V`. At least one
-    token must be kept (checked even under ``value_checks(False)``, as in NumPy).
+    """
+    At least one token must be kept (checked even under ``value_checks(False)``, as in NumPy).
 
     >>> from xentlib import tensorflow as xl
     >>> float(xl.perplexity([0, 1, 2], [[0.0, 0.0, 0.0]] * 3))   # uniform over 3
     3.0
     """
-    logits = _float_tensor(logits, "logits")
-    _check_logits(logits, "logits")
-    mean_nll = sparse_categorical_cross_entropy(
-        labels, logits, from_logits=True, ignore_index=ignore_index, axis=axis)
+    args = _fd.sparse(labels, logits, True, 0.0, ignore_index, None, axis, "mean", pred_name="logits")
     if ignore_index is not None:
-        labels = _label_tensor(labels)
-        _require(tf.reduce_any(tf.not_equal(labels, ignore_index)), V.no_tokens, "labels")
-    return tf.exp(mean_nll)
+        _fd.ops.require(_fd.ops._answer(tf.reduce_any(tf.not_equal(args[0], ignore_index))),
+                        V.no_tokens, "labels")
+    return tf.exp(_sparse(*args, True, "mean"))
 
 
+@shared
 def softmax_cross_entropy_grad(y_true, logits, *, axis=-1):
-    r"""Gradient of the per-example softmax cross-entropy with respect to the logits.
-
-    .. math:: \frac{\partial}{\partial z_i}\Big(-\sum_c y_c \log \operatorname{softmax}(z)_c\Big)
-              = \operatorname{softmax}(z)_i - y_i \qquad (\textstyle\sum_c y_c = 1)
-
-    Unreduced: one gradient row per example; equals ``tf.GradientTape`` on
-    ``tf.nn.softmax_cross_entropy_with_logits`` summed over the batch.
+    """
+    Equals ``tf.GradientTape`` on ``tf.nn.softmax_cross_entropy_with_logits``
+    summed over the batch.
 
     >>> from xentlib import tensorflow as xl
     >>> xl.softmax_cross_entropy_grad([0.0, 1.0], [0.0, 0.0]).numpy().tolist()
     [0.5, -0.5]
     """
-    y_true = _float_tensor(y_true, "y_true")
-    logits = _float_tensor(logits, "logits")
-    _same_shape(y_true, "y_true", logits, "logits")
-    axis = V.normalize_axis(axis, logits.shape.rank)
-    _check_distribution(y_true, "y_true", axis)
-    _check_logits(logits, "logits")
-    z = _compute(logits)
-    return tf.cast(softmax(z, axis=axis) - tf.cast(_compute(y_true), z.dtype), logits.dtype)
+    y_true, logits, axis = _fd.gradient(y_true, logits, axis)
+    y, z = _common(y_true, logits)
+    return tf.cast(tf.nn.softmax(z, axis=axis) - y, logits.dtype)
 
 
+@shared
 def sigmoid_cross_entropy_grad(y_true, logits):
-    r"""Gradient of the per-element sigmoid (binary) cross-entropy w.r.t. the logits.
-
-    .. math:: \frac{\partial}{\partial z}\Big(-y \log \sigma(z) - (1-y)\log(1-\sigma(z))\Big) = \sigma(z) - y
-
+    """
     >>> from xentlib import tensorflow as xl
     >>> xl.sigmoid_cross_entropy_grad([1.0, 0.0], [0.0, 0.0]).numpy().tolist()
     [-0.5, 0.5]
     """
-    y_true = _float_tensor(y_true, "y_true")
-    logits = _float_tensor(logits, "logits")
-    _same_shape(y_true, "y_true", logits, "logits")
-    _check_probabilities(y_true, "y_true")
-    _check_logits(logits, "logits")
-    z = _compute(logits)
-    return tf.cast(sigmoid(z) - tf.cast(_compute(y_true), z.dtype), logits.dtype)
+    y_true, logits, _ = _fd.gradient(y_true, logits)
+    y, z = _common(y_true, logits)
+    return tf.cast(tf.sigmoid(z) - y, logits.dtype)
 
 
 # ---- Keras ---------------------------------------------------------------------------
@@ -1044,7 +689,3 @@ def keras_loss(fn, *, name=None, **kwargs):
             return fn(y_true, y_pred, **kwargs)
 
     return XentlibLoss(name=name or getattr(fn, "__name__", "xentlib_loss"), reduction="none")
-
-
-# ---- large vocabularies (issue 5): chunked logits, never the whole N x V matrix ----
-from xentlib._linear_tensorflow import linear_cross_entropy  # noqa: E402
