@@ -136,7 +136,6 @@ def distributions(draw, k_max=6):
     return dtype_name, p, q
 
 
-@pytest.mark.xfail(strict=True, reason="TensorFlow flushes float denormals to zero (being fixed)")
 @fuzz
 @given(distributions())
 def test_cross_entropy_and_kl_handle_zeros_and_denormals(dists):
