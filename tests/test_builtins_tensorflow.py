@@ -544,10 +544,13 @@ def test_keras_fit_binary(data):
     assert np.isfinite(plain).all()
 
 
-def test_keras_adapter_refuses_sample_weight_and_unknown_names():
+def test_keras_adapter_takes_sample_weight_and_refuses_unknown_names():
     loss = xl.keras_loss("sparse_categorical_cross_entropy", from_logits=True)
-    with pytest.raises(ValueError, match="sample_weight"):
-        loss(np.array([0.0]), np.zeros((1, 2), np.float32), sample_weight=np.ones(1))
+    z = np.array([[2.0, 0.5], [0.0, 0.0]], np.float32)
+    weighted = loss(np.array([0.0, 1.0]), z, sample_weight=np.array([1.0, 0.0]))
+    keras_ref = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    assert float(weighted) == pytest.approx(
+        float(keras_ref(np.array([0, 1]), z, sample_weight=np.array([1.0, 0.0]))), rel=1e-6)
     with pytest.raises(ValueError, match="fn must name a loss"):
         xl.keras_loss("softmax_cross_entropy")
 

@@ -7,7 +7,9 @@ neither framework installed::
     from xentlib import torch as xl       # PyTorch tensors, autograd
     from xentlib import tensorflow as xl  # TensorFlow tensors, Keras losses
 
-``xentlib.value_checks(False)`` switches the data-dependent input checks off.
+``xentlib.value_checks(False)`` switches the data-dependent input checks off
+(``xentlib.value_checks(True)`` back on); ``with xentlib.value_checks(False):``
+switches them off inside the block only.
 """
 from xentlib._validate import value_checks
 

@@ -9,7 +9,6 @@ where there is one, the fix.
 """
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import math
 import numbers
@@ -29,14 +28,24 @@ def value_checks_enabled() -> bool:
     return _value_checks.get()
 
 
-@contextlib.contextmanager
-def value_checks(enabled: bool):
-    """Turn the data-dependent checks on or off inside a ``with`` block.
+class value_checks:
+    """Turn the data-dependent checks on or off: a bare call, or a ``with`` block.
 
     Shape, dtype and option checks always run (they cost nothing). The value
     checks (NaN, probabilities in [0, 1], distributions summing to 1, labels in
     [0, C)) read every element and, on a GPU, synchronise; switch them off in a
     hot training loop once the pipeline is known to be sound.
+
+    ``xentlib.value_checks(False)`` switches them off from then on (in the
+    current thread or asyncio task); ``with xentlib.value_checks(False):``
+    switches them off inside the block and restores the previous setting after
+    it. The setting lives in a :class:`contextvars.ContextVar`: a thread started
+    inside the block does *not* inherit it (a new thread starts with the checks
+    on, unless it runs in a copied context, ``contextvars.copy_context().run``).
+    Python has no per-generator context: a generator that *yields inside* the
+    block lends the setting to its caller while it is suspended, until the
+    block ends; keep ``yield`` outside the block. In a ``tf.function`` it is
+    read when the function is traced.
 
     >>> import xentlib
     >>> from xentlib import numpy as xl
@@ -44,13 +53,18 @@ def value_checks(enabled: bool):
     ...     float(xl.entropy([0.5, 0.7]))   # not a distribution, but not checked
     0.6...
     """
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled must be True or False; got {enabled!r}")
-    token = _value_checks.set(enabled)
-    try:
-        yield
-    finally:
-        _value_checks.reset(token)
+
+    def __init__(self, enabled: bool):
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be True or False; got {enabled!r}")
+        self._token = _value_checks.set(enabled)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _value_checks.reset(self._token)
+        return False
 
 
 def check_reduction(reduction) -> str:

@@ -628,64 +628,31 @@ def sigmoid_cross_entropy_grad(y_true, logits):
 
 # ---- Keras ---------------------------------------------------------------------------
 
-_SPARSE = ("sparse_categorical_cross_entropy", "perplexity")
-
-
-def _to_rank(y, rank):
-    """Drop or add a trailing length-1 axis so ``y`` has ``rank`` dimensions."""
-    if y.shape.rank == rank + 1 and y.shape[-1] == 1:
-        return tf.squeeze(y, axis=-1)
-    if y.shape.rank == rank - 1:
-        return tf.expand_dims(y, axis=-1)
-    return y
-
-
 def keras_loss(fn, *, name=None, **kwargs):
-    r"""Wrap a loss of this module as a ``keras.losses.Loss`` for ``model.compile``.
+    r"""A loss of this module as a serialisable ``keras.losses.Loss`` for ``model.compile``.
 
-    Why it exists: Keras 3 converts ``y_true`` to the loss dtype (float32) before
-    calling a loss, so integer labels reach :func:`sparse_categorical_cross_entropy`
-    as floats, which it rejects (``TypeError``). The wrapper casts the labels of
-    the sparse losses back to int64 (dropping a trailing length-1 axis, as Keras
-    does), adapts a length-1 axis of other targets to ``y_pred``, and forwards
-    ``kwargs`` (``from_logits``, ``ignore_index``, ``class_weight``, ...). The
-    loss keeps this module's reduction (``'mean'`` by default); Keras' own
-    reduction is off, so ``fit(sample_weight=...)`` and ``fit(class_weight=...)``
-    are refused with a ``ValueError`` (pass ``class_weight`` here instead).
+    Returns :class:`xentlib.keras.Loss` ``(fn, name=name, **kwargs)``: Keras 3
+    converts ``y_true`` to the loss dtype (float32) before calling a loss, so
+    integer labels reach :func:`sparse_categorical_cross_entropy` as floats,
+    which it rejects; the wrapper casts them back (dropping a trailing length-1
+    axis, as Keras does), adapts a length-1 axis of other targets to ``y_pred``,
+    forwards ``kwargs`` (``from_logits``, ``ignore_index``, ``class_weight``, ...)
+    and takes ``sample_weight`` as Keras' own losses do. A model compiled with
+    it saves and loads (``import xentlib.keras`` before ``keras.models.load_model``).
     Losses with float targets also work unwrapped: ``compile(loss=xl.binary_cross_entropy)``.
 
-    .. math:: L = \texttt{fn}\big(\operatorname{int}(y_{\text{true}}),\ \hat y,\ \texttt{**kwargs}\big)
+    .. math:: L = \frac{\sum_n s_n\, \ell_n}{N_{\text{kept}}},
+       \qquad \ell_n = \texttt{fn}\big(\operatorname{int}(y_n),\ \hat y_n,\ \texttt{**kwargs}\big)
 
     >>> from xentlib import tensorflow as xl
     >>> loss = xl.keras_loss("sparse_categorical_cross_entropy", from_logits=True, ignore_index=-1)
     >>> round(float(loss([0.0, -1.0], [[2.0, 0.5], [0.0, 0.0]])), 6)   # labels as Keras passes them
     0.201413
     """
-    import keras
+    import xentlib.keras
 
-    if isinstance(fn, str):
-        if fn not in __all__ or fn == "keras_loss":
-            raise ValueError(f"fn must name a loss of xentlib.tensorflow; got {fn!r}")
-        fn = globals()[fn]
-    if not callable(fn):
-        raise TypeError(f"fn must be a loss function or its name; got {fn!r}")
-    sparse = getattr(fn, "__name__", "") in _SPARSE and getattr(fn, "__module__", "") == __name__
-
-    class XentlibLoss(keras.losses.Loss):
-        def __call__(self, y_true, y_pred, sample_weight=None):
-            if sample_weight is not None:
-                raise ValueError(
-                    f"sample_weight: {self.name} keeps xentlib's reduction and takes no sample "
-                    f"weights; pass class_weight= to keras_loss instead")
-            return super().__call__(y_true, y_pred)
-
-        def call(self, y_true, y_pred):
-            y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
-            if sparse:
-                y_true = _to_rank(y_true, y_pred.shape.rank - 1)
-                y_true = tf.cast(tf.round(y_true), tf.int64)
-            else:
-                y_true = _to_rank(y_true, y_pred.shape.rank)
-            return fn(y_true, y_pred, **kwargs)
-
-    return XentlibLoss(name=name or getattr(fn, "__name__", "xentlib_loss"), reduction="none")
+    if callable(fn) and getattr(fn, "__module__", "") == __name__:
+        fn = fn.__name__
+    if not isinstance(fn, str):
+        raise TypeError(f"fn must be a loss function of xentlib.tensorflow or its name; got {fn!r}")
+    return xentlib.keras.Loss(fn, name=name, **kwargs)
