@@ -1,0 +1,205 @@
+"""One regression test per failure found by the adversarial review (reliability), every backend concerned."""
+import threading
+
+import numpy as np
+import pytest
+
+import xentlib
+from xentlib._validate import value_checks_enabled
+
+tf = pytest.importorskip("tensorflow")
+torch = pytest.importorskip("torch")
+from xentlib import numpy as xn  # noqa: E402
+from xentlib import tensorflow as xtf  # noqa: E402
+from xentlib import torch as xt  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+# ---- torch -------------------------------------------------------------------------------
+
+def test_torch_binary_from_logits_does_not_cancel_at_large_logits():
+    z = torch.tensor([[-6780.9917, 1e4, 1e4]])
+    assert float(xt.binary_cross_entropy((z > 0).float(), z, from_logits=True)) == 0.0
+    big = torch.tensor(np.random.default_rng(0).choice([-1e4, 1e4], 64), dtype=torch.float32)
+    assert float(xt.binary_cross_entropy((big > 0).float(), big, from_logits=True)) == 0.0
+    assert float(xt.binary_cross_entropy(torch.zeros(4), torch.full((4,), 3e38), from_logits=True)) == np.inf
+
+
+def _losses():
+    labels = torch.tensor([0, 1, 2])
+    soft = torch.softmax(torch.ones(3, 4, dtype=torch.float64), -1)
+    yield "sparse", (lambda z: xt.sparse_categorical_cross_entropy(labels, z, from_logits=True, label_smoothing=0.1),
+                     lambda z: torch.nn.functional.cross_entropy(z, labels, label_smoothing=0.1))
+    yield "categorical", (lambda z: xt.categorical_cross_entropy(soft, z, from_logits=True),
+                          lambda z: torch.nn.functional.cross_entropy(z, soft))
+    yield "binary", (lambda z: xt.binary_cross_entropy(soft, z, from_logits=True),
+                     lambda z: torch.nn.functional.binary_cross_entropy_with_logits(z, soft))
+
+
+@pytest.mark.parametrize("name, fns", list(_losses()), ids=[n for n, _ in _losses()])
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_second_order_gradients_are_exact(name, fns, device):
+    ours, builtin = fns
+    z = torch.randn(3, 4, dtype=torch.float64, device=device, requires_grad=True)
+    penalties = []
+    for fn in (ours, builtin):
+        (g,) = torch.autograd.grad(fn(z), z, create_graph=True)
+        assert g.requires_grad
+        penalties.append(torch.autograd.grad((g ** 2).sum(), z)[0])
+    torch.testing.assert_close(*penalties)
+
+
+@pytest.mark.parametrize("name, fns", list(_losses()), ids=[n for n, _ in _losses()])
+def test_torch_func_grad_and_vmap(name, fns):
+    ours, builtin = fns
+    z = torch.randn(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.grad(ours)(z), torch.func.grad(builtin)(z))
+    with xentlib.value_checks(False):  # the value checks read data back: not under vmap
+        batched = torch.func.vmap(ours)(torch.stack([z, 2 * z]))
+    torch.testing.assert_close(batched, torch.stack([builtin(z), builtin(2 * z)]))
+
+
+def test_torch_categorical_at_the_float32_extremes():
+    z = torch.tensor([[3e38, -3e38]])
+    assert float(xt.categorical_cross_entropy(torch.tensor([[1.0, 0.0]]), z, from_logits=True)) == 0.0
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_smoothing_in_the_compute_dtype(dtype):
+    y = torch.tensor([[1.0, 0, 0, 0]], dtype=getattr(torch, dtype))
+    loss = xt.categorical_cross_entropy(y, torch.zeros(1, 4, dtype=y.dtype), from_logits=True, label_smoothing=0.1)
+    assert float(loss) == pytest.approx(np.log(4), rel=1e-6)
+    loss = xn.categorical_cross_entropy(np.array([[1.0, 0, 0, 0]], np.float16), np.zeros((1, 4), np.float16),
+                                        from_logits=True, label_smoothing=0.1)
+    assert float(loss) == pytest.approx(np.log(4), rel=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_tensors_created_on_the_input_device(device):
+    z = torch.zeros(2, 3, device=device)
+    assert xt.sparse_categorical_cross_entropy([0, 1], z, from_logits=True, class_weight=[1.0, 2.0, 3.0]).device == z.device
+    assert xt.binary_cross_entropy([[0.0, 1, 0], [1, 0, 1]], z, from_logits=True, pos_weight=[1.0, 2, 3]).device == z.device
+    assert xt.gaussian_nll([[0.0] * 3] * 2, z, [1.0, 2.0, 3.0]).device == z.device
+
+
+def test_import_torch_backend_does_not_import_torch_distributed():
+    import subprocess
+    import sys
+    code = "import sys, xentlib.torch; print('xentlib.distributed' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+# ---- TensorFlow ----------------------------------------------------------------------------
+
+SPEC = tf.TensorSpec([None, None], tf.float32)
+
+
+def test_tf_unknown_class_dimension():
+    cce = tf.function(lambda y, z: xtf.categorical_cross_entropy(y, z, from_logits=True, label_smoothing=0.1),
+                      input_signature=[SPEC, SPEC])
+    assert float(cce(tf.one_hot([0, 1], 3), tf.zeros((2, 3)))) == pytest.approx(np.log(3))
+    smooth = tf.function(lambda y: xtf.smooth_labels(y, 0.3), input_signature=[SPEC])
+    np.testing.assert_allclose(smooth(tf.one_hot([0], 3)).numpy(), [[0.8, 0.1, 0.1]], rtol=1e-6)
+    sparse = tf.function(lambda y, z: xtf.sparse_categorical_cross_entropy(
+        y, z, from_logits=True, class_weight=[1.0, 2.0, 3.0]), input_signature=[tf.TensorSpec([None], tf.int64), SPEC])
+    assert float(sparse(tf.constant([0, 2], tf.int64), tf.zeros((2, 3)))) == pytest.approx(np.log(3))
+    binary = tf.function(lambda y, z: xtf.binary_cross_entropy(y, z, from_logits=True, pos_weight=[1.0, 2.0, 3.0]),
+                         input_signature=[SPEC, SPEC])
+    assert float(binary(tf.ones((2, 3)), tf.zeros((2, 3)))) == pytest.approx(2 * np.log(2))
+
+
+def test_tf_under_xla_a_bad_label_gives_nan():
+    loss = tf.function(lambda y, z: xtf.sparse_categorical_cross_entropy(y, z, from_logits=True), jit_compile=True)
+    assert np.isnan(float(loss(tf.constant([7]), tf.zeros((1, 3)))))
+    per_item = tf.function(lambda y, z: xtf.sparse_categorical_cross_entropy(y, z, from_logits=True, reduction="none"),
+                           jit_compile=True)(tf.constant([0, 7]), tf.zeros((2, 3))).numpy()
+    assert per_item[0] == pytest.approx(np.log(3)) and np.isnan(per_item[1])
+
+
+def test_tf_subnormal_probabilities_are_not_flushed():
+    expected = float(xn.cross_entropy([0.5, 0.5], [1.0, 1e-310]))
+    assert float(xtf.cross_entropy([0.5, 0.5], [1.0, 1e-310])) == pytest.approx(expected)
+    q = np.array([[1.0, 1e-40]], np.float32)
+    assert float(xtf.sparse_categorical_cross_entropy([1], q)) == pytest.approx(-np.log(np.float64(q[0, 1])), rel=1e-5)
+
+
+@pytest.mark.parametrize("fn", ["cross_entropy", "kl_divergence"])
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float64), (np.float64, np.float32), (np.float16, np.float64)])
+def test_mixed_dtypes_promote_in_every_backend(fn, dtypes):
+    p, q = np.array([0.25, 0.75], dtypes[0]), np.array([0.5, 0.5], dtypes[1])
+    expected = float(getattr(xn, fn)(p, q))
+    assert float(getattr(xt, fn)(torch.from_numpy(p), torch.from_numpy(q))) == pytest.approx(expected, rel=1e-3)
+    assert float(getattr(xtf, fn)(p, q)) == pytest.approx(expected, rel=1e-3)
+
+
+# ---- every backend ---------------------------------------------------------------------------
+
+@pytest.fixture(params=["numpy", "torch", "tensorflow"])
+def xl(request):
+    return {"numpy": xn, "torch": xt, "tensorflow": xtf}[request.param]
+
+
+def test_sparse_on_probabilities_zero_times_inf(xl):
+    assert float(xl.sparse_categorical_cross_entropy([0], [[0.0, 1.0]], label_smoothing=1.0)) == np.inf
+    value = xl.sparse_categorical_cross_entropy([0, 1], [[0.0, 1.0], [0.5, 0.5]], class_weight=[0.0, 1.0])
+    assert float(value) == pytest.approx(np.log(2))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda xl: xl.categorical_cross_entropy(np.zeros((2, 0)), np.zeros((2, 0))), "y_pred has no classes"),
+    (lambda xl: xl.entropy(np.zeros((3, 0))), "p has no classes"),
+    (lambda xl: xl.joint_entropy(np.zeros((0, 0))), "p_xy must have at least one value"),
+    (lambda xl: xl.sparse_categorical_cross_entropy(np.zeros(2, int), np.zeros((2, 0))), "y_pred has no classes"),
+    (lambda xl: xl.softmax(np.float64(1.0)), "x is a scalar"),
+    (lambda xl: xl.entropy(np.float64(1.0)), "p is a scalar"),
+    (lambda xl: xl.gaussian_nll(np.zeros(3), np.zeros(3), np.ones((3, 1))), "variance must be a scalar or broadcastable"),
+    (lambda xl: xl.binary_cross_entropy(np.float64(1.0), np.float64(0.5), pos_weight=np.ones(3)), "pos_weight must"),
+], ids=["cce-C0", "entropy-C0", "joint-0x0", "scce-C0", "softmax-0d", "entropy-0d", "variance-N1", "pos_weight-0d"])
+def test_named_value_errors(xl, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(xl)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda xl: xl.sigmoid("0.5"), "x must be an array of floats"),
+    (lambda xl: xl.binary_cross_entropy([1.0], [0.5], pos_weight="2"), "pos_weight must be an array of floats"),
+    (lambda xl: xl.logsumexp([1.0, 2.0], keepdims="yes"), "keepdims must be True or False"),
+], ids=["string-x", "string-pos_weight", "keepdims"])
+def test_named_type_errors(xl, call, match):
+    with pytest.raises(TypeError, match=match):
+        call(xl)
+
+
+def test_gradient_descent_refuses_nan_gradients_and_non_scalar_losses():
+    with pytest.raises(ValueError, match="grad has NaN"):
+        xn.gradient_descent(lambda t: (0.0, t * np.nan), [1.0], steps=1)
+    with pytest.raises(TypeError, match="scalar loss"):
+        xn.gradient_descent(lambda t: (t, t), [1.0, 2.0], steps=1)
+    with pytest.raises(TypeError, match="scalar loss"):
+        xn.gradient_descent(lambda t: (None, t), [1.0], steps=1)
+    with pytest.raises(TypeError, match="a pair"):
+        xn.gradient_descent(lambda t: t, [1.0], steps=1)
+
+
+# ---- value_checks ----------------------------------------------------------------------------
+
+def test_value_checks_bare_call_and_context_manager():
+    xentlib.value_checks(False)
+    try:
+        assert not value_checks_enabled()
+    finally:
+        xentlib.value_checks(True)
+    assert value_checks_enabled()
+    with xentlib.value_checks(False):
+        assert not value_checks_enabled()
+    assert value_checks_enabled()
+
+
+def test_threads_started_inside_value_checks_false_still_check():
+    seen = []
+    with xentlib.value_checks(False):
+        thread = threading.Thread(target=lambda: seen.append(value_checks_enabled()))
+        thread.start()
+        thread.join()
+    assert seen == [True]  # as documented: a new thread starts with the checks on
