@@ -16,7 +16,16 @@
    failed or non-local request; framework tabs: one click switches every
    tab-set on the page, and the choice is the default on the next page.
    One chapter is also opened straight from disk (``file://``).
-5. Saves a full-page screenshot (JPEG) of every page in ``test-artifacts/``.
+   At 1280 px nothing in the main column is cut off: no element clips its
+   content (``scrollWidth > clientWidth`` with hidden overflow) and nothing spills
+   past the column; wide tables, code and equations scroll inside their own box.
+   At 390 px no page scrolls sideways.
+5. Navigation at 390, 900 and 1280 px: the table of contents is reachable (at
+   desktop width in the sidebar, below it behind the toggle, which must open it)
+   and a click on an entry opens that page; below desktop width the page's
+   contents open from their toggle too.
+6. Saves a full-page screenshot (JPEG) of every page at 1280 px, and one per
+   width with the navigation open, in ``test-artifacts/``.
 
 Run alone: ``.venv/bin/python -m pytest -q tests/test_browser.py``.
 This file is also the script that runs inside the namespace (``__main__``).
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +48,11 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 BUILD_TIMEOUT = 900
 BROWSER_TIMEOUT = 600
+WIDTHS = (1280, 900, 390)
+#: pages whose navigation is exercised at every width: the landing page, a chapter, a 4.x page
+NAV_PAGES = ("book/index", "book/02_core_concepts", "book/04_examples/02_label_smoothing")
+#: the build machine's paths, which a reader must never see
+MACHINE_PATH = re.compile(r"site-packages|/work/|/root/|/home/|\.venv|/tmp/ipykernel")
 
 
 def toc_docnames(toc_path=ROOT / "_toc.yml"):
@@ -242,6 +257,52 @@ def test_opens_from_disk(site):
     assert not r["broken_images"], r["broken_images"]
 
 
+@pytest.mark.parametrize("docname", PAGES)
+def test_nothing_cut_off_at_desktop_width(site, docname):
+    """1280 px: nothing clipped or spilling out of the main column; wide things scroll in a box."""
+    r = site["pages"][docname]["layout"]
+    assert not r["clipped"], f"{docname}: content cut off: {r['clipped'][:5]}"
+    assert not r["spills"], f"{docname}: content past the column's right edge: {r['spills'][:5]}"
+    assert r["page_overflow"] <= 0, f"{docname}: the page scrolls sideways by {r['page_overflow']} px"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_sideways_scrolling_on_a_phone(site, docname):
+    r = site["phone"][docname]
+    assert r["page_overflow"] <= 0, \
+        f"{docname} at 390 px: the page scrolls sideways by {r['page_overflow']} px: {r['widest'][:3]}"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("docname", NAV_PAGES)
+def test_navigation(site, docname, width):
+    """The table of contents is reachable and clickable at every width."""
+    r = site["nav"][f"{width}:{docname}"]
+    if width >= 1200:
+        assert r["toc_visible_before"], f"{docname} at {width} px: no table of contents in view"
+    else:
+        assert not r["toc_visible_before"], f"{docname} at {width} px: sidebar expected collapsed"
+        assert r["toggle"], f"{docname} at {width} px: no visible sidebar toggle"
+    assert r["toc_visible_after"], f"{docname} at {width} px: the toggle did not open the contents"
+    assert r["navigated"], f"{docname} at {width} px: clicking {r['target']} went to {r['url']}"
+    if width < 1200 and r["page_toc"] is not None:
+        assert r["page_toc"], f"{docname} at {width} px: the page's contents did not open"
+    assert Path(r["screenshot"]).is_file()
+
+
+@pytest.mark.xfail(strict=False, reason="notebooks re-executed with xentlib.notebook.setup()'s "
+                   "short tracebacks lose the paths; remove this mark once every page passes")
+def test_no_machine_paths_in_html(site):
+    """No page names the build machine (site-packages, .venv, /work/, /root/)."""
+    found = {}
+    for docname in PAGES:
+        text = (Path(site["html"]) / f"{docname}.html").read_text(encoding="utf8")
+        hits = [text[max(0, m.start() - 60):m.end() + 20] for m in MACHINE_PATH.finditer(text)]
+        if hits:
+            found[docname] = hits[:3]
+    assert not found, found
+
+
 # ---- the browser run (inside the network namespace) -------------------------------------
 
 PAGE_PROBE = r"""
@@ -279,6 +340,53 @@ async () => {
 }
 """
 
+LAYOUT_PROBE = r"""
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  const article = document.querySelector("article.bd-article") || document.querySelector("main");
+  const edge = article.getBoundingClientRect().right + 1;
+  const overflowX = (el) => getComputedStyle(el).overflowX;
+  const boxed = (el) => {  // inside a box that scrolls or clips (below the article)
+    for (let a = el.parentElement; a && a !== article; a = a.parentElement)
+      if (overflowX(a) !== "visible") return true;
+    return false;
+  };
+  const describe = (el) => {
+    const section = el.closest("section[id]");
+    const text = (el.textContent || "").trim().replace(/\s+/g, " ").slice(0, 60);
+    return `${el.tagName.toLowerCase()}.${String(el.className).trim().split(/\s+/).slice(0, 2).join(".")}`
+         + ` in #${section ? section.id : "?"} (${el.scrollWidth} > ${el.clientWidth}): ${text}`;
+  };
+  const out = {clipped: [], spills: [], scrolling: 0,
+               page_overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth};
+  for (const el of article.querySelectorAll("*")) {
+    if (el.closest("mjx-assistive-mml, .sd-tab-set > input, script, style")) continue;
+    const rect = el.getBoundingClientRect();
+    if (!rect.width || !rect.height) continue;  // not displayed (a closed tab, a folded solution)
+    const ox = overflowX(el);
+    if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0) {
+      if (ox === "auto" || ox === "scroll") out.scrolling += 1;
+      else if (ox === "hidden" || ox === "clip") out.clipped.push(describe(el));
+    }
+    if (rect.right > edge && !boxed(el)) out.spills.push(describe(el));
+  }
+  return out;
+}
+"""
+
+PHONE_PROBE = r"""
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  const width = document.documentElement.clientWidth;
+  const widest = Array.from(document.querySelectorAll("main *"))
+    .filter(el => el.getBoundingClientRect().right > width + 1)
+    .map(el => `${el.tagName.toLowerCase()}.${String(el.className).split(" ")[0]}: `
+               + (el.textContent || "").trim().slice(0, 40));
+  return {page_overflow: document.documentElement.scrollWidth - width, widest: widest.slice(0, 5)};
+}
+"""
+
+
 CHECKED = r"""
 () => Array.from(document.querySelectorAll(".sd-tab-set.framework-tabs")).map(set => {
   const ids = Array.from(set.querySelectorAll(":scope > label")).map(l => l.dataset.syncId);
@@ -287,6 +395,48 @@ CHECKED = r"""
   return {ids: ids, checked: k >= 0 ? ids[k] : null};
 })
 """
+
+
+def check_navigation(page, base, docname, width, artifacts):
+    """Open the table of contents (the toggle below desktop width) and click another chapter."""
+    page.goto(base + docname + ".html", wait_until="load")
+    links = page.locator(".bd-sidebar-primary .bd-sidenav a.reference.internal")
+    r = {"toc_visible_before": links.first.is_visible(), "toggle": None, "page_toc": None}
+    if not r["toc_visible_before"]:
+        toggle = page.locator(".primary-toggle:visible")
+        r["toggle"] = toggle.count() > 0
+        if r["toggle"]:
+            toggle.first.click()
+            page.wait_for_timeout(300)
+    r["toc_visible_after"] = links.first.is_visible()
+    shot = Path(artifacts) / f"nav-{width}__{docname.replace('/', '__')}.jpg"
+    page.screenshot(path=str(shot), type="jpeg", quality=80)
+    r["screenshot"] = str(shot)
+    target = "book/appendix/glossary" if docname != "book/appendix/glossary" else "book/index"
+    r["target"] = target
+    marked = page.evaluate("""(target) => {
+      const a = Array.from(document.querySelectorAll(".bd-sidebar-primary .bd-sidenav a"))
+        .find(a => a.href.endsWith("/" + target + ".html") && a.getClientRects().length);
+      if (a) a.setAttribute("data-test-target", "1");
+      return Boolean(a);
+    }""", target)
+    r["navigated"] = False
+    r["url"] = page.url
+    if marked:
+        page.locator("[data-test-target]").click()  # a real click: fails if covered or hidden
+        page.wait_for_load_state("load")
+        r["url"] = page.url
+        r["navigated"] = page.url.split("#")[0].endswith("/" + target + ".html")
+    if width < 1200:  # the page's own contents (secondary sidebar) behind the other toggle
+        page.goto(base + docname + ".html", wait_until="load")
+        toggle = page.locator(".secondary-toggle:visible")
+        entries = page.locator(".bd-sidebar-secondary nav.page-toc a")
+        if toggle.count() and entries.count():
+            toggle.first.click()
+            page.wait_for_timeout(300)
+            r["page_toc"] = entries.first.is_visible()
+    page.close()
+    return r
 
 
 def run_browser(html_dir, results_path, artifacts, pages):
@@ -335,25 +485,28 @@ def run_browser(html_dir, results_path, artifacts, pages):
         page.on("response", lambda r: r.status >= 400 and events["failed"].append(
             f"{r.url}: HTTP {r.status}"))
 
-        last_choice = None
+        preference = []  # most recent choice first
         math_page = None
         for n, docname in enumerate(pages):
             started = time.monotonic()
             reset()
             response = page.goto(base + docname + ".html", wait_until="load")
             r = page.evaluate(PAGE_PROBE)
+            r["layout"] = page.evaluate(LAYOUT_PROBE)
             r["docname"] = docname
             r["status"] = response.status if response else None
             if r["math_nodes"] and math_page is None:
                 math_page = docname
             # tabs: was the previous page's choice restored here?
             sets = page.evaluate(CHECKED)
+            # each tab-set opens on the most recent choice it has (book/_ext/static/reader.js)
             r["restored"] = None
-            if sets and last_choice is not None:
-                expected = [last_choice if last_choice in s["ids"] else s["ids"][0] for s in sets]
+            if sets and preference:
+                expected = [next((fw for fw in preference if fw in s["ids"]), s["ids"][0])
+                            for s in sets]
                 got = [s["checked"] for s in sets]
                 r["restored"] = {"ok": expected == got, "expected": expected, "got": got,
-                                 "previous_choice": last_choice}
+                                 "preference": list(preference)}
             # tabs: click each framework in turn, all tab-sets having it must follow
             r["tab_checks"] = []
             frameworks = sorted({i for s in sets for i in s["ids"]},
@@ -374,7 +527,7 @@ def run_browser(html_dir, results_path, artifacts, pages):
                     r["tab_checks"].append({
                         "framework": fw, "tab_sets": len(having),
                         "switched": sum(s["checked"] == fw for s in having)})
-                    last_choice = fw
+                    preference = [fw] + [p for p in preference if p != fw]
                 page.evaluate("window.scrollTo(0, 0)")
             shot = Path(artifacts) / (docname.replace("/", "__") + ".jpg")
             page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=80)
@@ -397,6 +550,18 @@ def run_browser(html_dir, results_path, artifacts, pages):
             disk.screenshot(path=str(Path(artifacts) / ("file__" + math_page.replace("/", "__") + ".jpg")),
                             type="jpeg", quality=80)
             results["file_url"] = r
+        results["phone"] = {}
+        phone = browser.new_context(viewport={"width": 390, "height": 800}).new_page()
+        for docname in pages:
+            phone.goto(base + docname + ".html", wait_until="load")
+            results["phone"][docname] = phone.evaluate(PHONE_PROBE)
+        results["nav"] = {}
+        for width in WIDTHS:
+            context = browser.new_context(viewport={"width": width, "height": 800})
+            for docname in NAV_PAGES:
+                results["nav"][f"{width}:{docname}"] = check_navigation(
+                    context.new_page(), base, docname, width, artifacts)
+            context.close()
         browser.close()
     server.shutdown()
     Path(results_path).write_text(json.dumps(results, indent=1), encoding="utf8")

@@ -290,8 +290,14 @@ def wheel_venv(tmp_path_factory):
     """A venv with xentlib installed from a wheel built now; the pinned packages come from
     the repository's .venv (its site-packages on the path, not its editable xentlib)."""
     tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"  # a copy: building in the repository would leave build/ behind
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "xentlib", source / "xentlib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "-q", "-w", str(tmp / "dist"), str(ROOT)], capture_output=True, text=True)
+                           "-q", "-w", str(tmp / "dist"), str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     wheel = next((tmp / "dist").glob("xentlib-*.whl"))
     venv = tmp / "venv"
@@ -307,12 +313,13 @@ def wheel_venv(tmp_path_factory):
     return python, wheel
 
 
-def test_notebook_runs_outside_the_repository(wheel_venv, tmp_path):
+@pytest.fixture(scope="module")
+def outside_run(wheel_venv, tmp_path_factory):
+    """A small chapter copied outside the repository and executed with the wheel's xentlib."""
     python, _ = wheel_venv
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in OUTSIDE_NOTEBOOK])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    outside = tmp_path / "reader"
-    outside.mkdir()
+    outside = tmp_path_factory.mktemp("reader")
     nb_path = outside / "chapter.ipynb"
     nbformat.write(nb, nb_path)
     script = textwrap.dedent(f"""\
@@ -329,15 +336,31 @@ def test_notebook_runs_outside_the_repository(wheel_venv, tmp_path):
                           env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     cells = read(nb_path).cells
+    return python, cells, ["".join(output_text(o) for o in c.outputs) for c in cells]
+
+
+def test_notebook_runs_outside_the_repository(outside_run):
+    python, cells, printed = outside_run
     for cell in cells[:3]:
         errors = [o for o in cell.outputs if o.output_type == "error"]
         assert not errors, f"{cell.source[:40]!r}: {errors[0].ename}: {errors[0].evalue}"
-    printed = output_text(cells[2].outputs[0])
-    assert str(python.parents[1]) in printed.splitlines()[0], "xentlib did not come from the wheel"
-    assert str(ROOT) not in printed
-    assert "speech_digits.npz" in printed, "the wheel ships no data files"
+    assert not cells[0].outputs and not cells[1].outputs  # install cell and setup(): silent
+    assert printed[2].startswith(str(python.parents[1])), "xentlib did not come from the wheel"
+    assert str(ROOT) not in printed[2]
+    assert "(1347, 64)" in printed[2] or "64)" in printed[2], printed[2]
+
+
+def test_errors_show_the_cell_line_and_the_error_only(outside_run):
+    """setup()'s short tracebacks: the cell's line and the final error; no library frame, no path."""
+    _, cells, _ = outside_run
     error = [o for o in cells[3].outputs if o.output_type == "error"]
     assert error and error[0].ename == "JSONDecodeError"
     shown = "\n".join(error[0].traceback)
     assert "Cell In[4], line 2" in shown and "json.loads('{')" in shown
+    assert shown.rstrip().splitlines()[-1].startswith("json.decoder.JSONDecodeError: Expecting")
     assert not MACHINE_PATH.search(shown) and "decoder.py" not in shown, shown
+
+
+def test_the_wheel_ships_the_data_files(outside_run):
+    _, _, printed = outside_run
+    assert "speech_digits.npz" in printed[2], "the wheel ships no data files: " + printed[2]

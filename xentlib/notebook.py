@@ -7,14 +7,22 @@ nbval would see them differ on every run.
 """
 from __future__ import annotations
 
+import linecache
 import logging
 import os
 import random
+import site
+import sys
+import traceback
 import warnings
+from pathlib import Path
 
 
 def setup(seed: int = 0):
     """Silence framework noise, fix every seed, use one thread, set print/plot defaults.
+
+    In a notebook, errors from then on show only the notebook's own lines and the final
+    error message, without library frames or the machine's paths (the seeds' failing code).
 
     Imports NumPy, TensorFlow and PyTorch (in that order, after the logging
     switches) and returns nothing; call :func:`seed_all` again before each
@@ -52,7 +60,50 @@ def setup(seed: int = 0):
     import matplotlib
     matplotlib.rcParams.update({"figure.figsize": (6.4, 3.6), "figure.dpi": 100,
                                 "axes.grid": True, "grid.alpha": 0.3})
+
+    _short_tracebacks()
     seed_all(seed)
+
+
+def _machine_prefixes() -> list[str]:
+    """Folders a reader must not see in a message: the installs, the home folder, the book."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path.home()),
+             str(Path(__file__).resolve().parents[1]), *site.getsitepackages()}
+    return sorted((p for p in paths if p and p != os.sep), key=len, reverse=True)
+
+
+def _without_machine_paths(text: str) -> str:
+    for prefix in _machine_prefixes():
+        text = text.replace(prefix + os.sep, "")
+    return text
+
+
+def _cell_frames_only(shell, etype, value, tb, tb_offset=None):
+    """IPython error display, shortened: each notebook line on the way to the error, then the
+    error itself; no library frames, no file paths."""
+    if issubclass(etype, SyntaxError):  # IPython's own display already names the cell
+        return shell.showsyntaxerror()
+    cells = getattr(shell.compile, "_filename_map", {})  # cell file -> execution count
+    lines = []
+    for frame, lineno in traceback.walk_tb(tb):
+        filename = frame.f_code.co_filename
+        if filename in cells:
+            code = linecache.getline(filename, lineno).strip()
+            lines += [f"Cell In[{cells[filename]}], line {lineno}", f"----> {lineno} {code}", ""]
+    final = "".join(traceback.format_exception_only(etype, value)).rstrip()
+    shell._showtraceback(etype, value, [*lines, _without_machine_paths(final)])
+    return None
+
+
+def _short_tracebacks():
+    """In a notebook (IPython), show errors as :func:`_cell_frames_only` does."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((Exception,), _cell_frames_only)
 
 
 def seed_all(seed: int = 0):

@@ -19,8 +19,13 @@
   whole book; the book's chapters carry their numbers in their titles
   ("4.2 Label smoothing"), so exercise *k* of that page becomes "Exercise 4.2.k"
   (just *k* on a page without a number).
+* **Bibliography labels** match the author-year citations ("Szegedy et al., 2016"),
+  sorted by author, instead of pybtex's alpha labels ("[CvMerrienboerG+14]"):
+  ``bibtex_default_style: author_year_labels``.
 * ``static/reader.css``: wide tables, code and equations scroll inside their own
-  box; code wraps in print.
+  box; an 88-character code line fits at 1280 px; code wraps in print.
+* ``static/reader.js``: framework tabs open on the reader's most recent choice that
+  the tab-set has (sphinx-design alone falls back to the first tab, PyTorch).
 """
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from pybtex.plugin import register_plugin
+from pybtex.style.formatting.plain import Style as PlainStyle
+from pybtex.style.labels import BaseLabelStyle
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
@@ -89,6 +97,35 @@ def _number_exercises_per_chapter(app, env):
     return []
 
 
+def _surname(person) -> str:
+    return re.sub(r"[{}\\]", "", " ".join(person.prelast_names + person.last_names))
+
+
+def author_year_label(entry) -> str:
+    """``"Szegedy et al., 2016"``, ``"Cho and Bengio, 2014"``, ``"Shannon, 1948"``."""
+    people = entry.persons.get("author") or entry.persons.get("editor") or []
+    names = [_surname(p) for p in people]
+    if len(names) > 2:
+        who = f"{names[0]} et al."
+    elif names:
+        who = " and ".join(names)
+    else:
+        who = re.sub(r"[{}]", "", entry.fields.get("title", entry.key))[:30]
+    return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+
+class AuthorYearLabels(BaseLabelStyle):
+    def format_labels(self, sorted_entries):
+        for entry in sorted_entries:
+            yield author_year_label(entry)
+
+
+class AuthorYearLabelStyle(PlainStyle):
+    """pybtex's plain style (sorted by author, year, title) with author-year labels."""
+
+    default_label_style = AuthorYearLabels
+
+
 class IfRepository(SphinxDirective):
     """Content shown only when ``repository.url`` is set, with ``REPOSITORY_URL`` and
     ``REPOSITORY_DIR`` (the clone's folder name) replaced."""
@@ -109,9 +146,11 @@ class IfRepository(SphinxDirective):
 
 
 def setup(app):
+    register_plugin("pybtex.style.formatting", "author_year_labels", AuthorYearLabelStyle)
     app.connect("config-inited", _config_inited, priority=800)
     app.connect("env-get-updated", _number_exercises_per_chapter, priority=900)
     app.connect("html-page-context", _drop_print_button, priority=900)
     app.add_directive("if-repository", IfRepository)
     app.add_css_file("reader.css")
+    app.add_js_file("reader.js")
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
