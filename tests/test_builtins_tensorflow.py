@@ -11,14 +11,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import xentlib  # noqa: E402
-from xentlib import numpy as xn  # noqa: E402
-from xentlib import tensorflow as xl  # noqa: E402
+import xentlib
+from xentlib import numpy as xn
+from xentlib import tensorflow as xl
 
 DTYPES = [np.float64, np.float32]
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}

@@ -3,12 +3,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402  (after the log level is set)
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import keras
+import numpy as np
+import pytest
 
-import xentlib.keras  # noqa: E402,F401  (registers xentlib>Loss for load_model)
-from xentlib import tensorflow as xl  # noqa: E402
+import xentlib.keras
+from xentlib import tensorflow as xl
 
 
 def _model(units):

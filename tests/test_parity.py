@@ -14,8 +14,8 @@ from conftest import random_distribution
 def _cases():
     """(id, function, input builder rng -> tuple of arrays, kwargs)."""
     dist = random_distribution
-    logits = lambda rng, *s: rng.normal(0, 3, s)  # noqa: E731
-    labels = lambda rng, c, *s: rng.integers(0, c, s)  # noqa: E731
+    logits = lambda rng, *s: rng.normal(0, 3, s)
+    labels = lambda rng, c, *s: rng.integers(0, c, s)
 
     def padded_labels(rng, c, *s):
         y = labels(rng, c, *s)
@@ -132,7 +132,7 @@ def _split(fn, arrays, kwargs):
 
 def _run(backend, fn, arrays, kwargs, dtype):
     arrays, kwargs = _split(fn, arrays, kwargs)
-    cast = lambda a: a.astype(dtype) if a.dtype.kind == "f" else a  # noqa: E731
+    cast = lambda a: a.astype(dtype) if a.dtype.kind == "f" else a
     arrays = [backend.asarray(cast(np.asarray(a))) for a in arrays]
     kwargs = {k: backend.asarray(cast(np.asarray(v))) if k in _ARRAY_KWARGS and np.ndim(v) else
               (float(v) if k in _ARRAY_KWARGS else v) for k, v in kwargs.items()}

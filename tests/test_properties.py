@@ -6,7 +6,8 @@ and finite, correct values at extreme logits in float32, float16, bfloat16.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 EXAMPLES = settings(max_examples=60, deadline=None, derandomize=True)

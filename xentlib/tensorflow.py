@@ -82,7 +82,7 @@ def _common(*xs):
 
 
 def _log(x):
-    """``log x``, also for subnormal ``x``, which TensorFlow's CPU kernels flush to 0.
+    r"""``log x``, also for subnormal ``x``, which TensorFlow's CPU kernels flush to 0.
 
     A positive subnormal is its bits (an integer m) times the smallest subnormal
     :math:`2^{-1074}` (float64) or :math:`2^{-149}` (float32): :math:`\log m - 1074 \log 2`.
