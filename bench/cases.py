@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -43,21 +44,27 @@ def first_step(step):
 
 
 def median_seconds(step, repeats, warmup=True):
+    """(median wall seconds, the wall seconds, median CPU seconds of this process).
+
+    CPU time counts only this process's own work (all its threads), so on a shared,
+    loaded machine it is the steadier of the two; wall time is what a user waits.
+    """
     if warmup:
         step()
-    out = []
+    out, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         out.append(time.perf_counter() - t0)
-    return statistics.median(out), out
+        cpu.append(time.process_time() - c0)
+    return statistics.median(out), out, statistics.median(cpu)
 
 
 # ---- PyTorch ------------------------------------------------------------------
 
-def _torch_setup():
+def _torch_setup(threads=1):
     import torch
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     return torch
 
 
@@ -87,24 +94,34 @@ def _softmax_once_ce(torch):
 
 
 def torch_losses(spec):
-    """Plain losses from logits: xentlib.torch vs torch built-ins, time only."""
+    """Plain losses from logits: xentlib.torch vs torch built-ins, time only.
+
+    ``spec["sizes"]`` holds logits shapes, ``[N, V]`` or a sequence batch ``[B, T, V]``
+    (the built-ins get the flattened ``(B T, V)`` view, xentlib the batch as it is).
+    """
     rows = []
-    for n, v in spec["sizes"]:
-        rows += _torch_losses(dict(spec, n=n, v=v))
+    for shape in spec["sizes"]:
+        rows += _torch_losses(dict(spec, shape=shape))
     return rows
 
 
 def _torch_losses(spec):
     torch = _torch_setup()
     import torch.nn.functional as F
-    n, v = spec["n"], spec["v"]
+    shape = tuple(spec["shape"])
+    v, n = shape[-1], math.prod(shape[:-1])
     g = torch.Generator().manual_seed(0)
-    z0 = torch.randn(n, v, generator=g) * 2
-    y = torch.randint(0, v, (n,), generator=g)
+    z0 = torch.randn(*shape, generator=g) * 2
+    y = torch.randint(0, v, shape[:-1], generator=g)
     y_ign = y.clone()
-    y_ign[torch.rand(n, generator=g) < 0.1] = -100
+    y_ign[torch.rand(shape[:-1], generator=g) < 0.1] = -100
     onehot = F.one_hot(y, v).float()
-    multi = (torch.rand(n, v, generator=g) < 0.01).float()
+    multi = (torch.rand(*shape, generator=g) < 0.01).float()
+    flat_y, flat_ign, flat_onehot = y.reshape(-1), y_ign.reshape(-1), onehot.reshape(-1, v)
+
+    def flat(z):
+        return z.reshape(-1, v)
+
     try:
         from xentlib import torch as xl
         xl_error = None
@@ -112,28 +129,28 @@ def _torch_losses(spec):
         xl, xl_error = None, f"{type(exc).__name__}: {exc}"
     once = _softmax_once_ce(torch)
     cases = {
-        "sparse CE": (lambda z: F.cross_entropy(z, y),
+        "sparse CE": (lambda z: F.cross_entropy(flat(z), flat_y),
                       xl and (lambda z: xl.sparse_categorical_cross_entropy(y, z, from_logits=True))),
         "sparse CE, smoothing 0.1": (
-            lambda z: F.cross_entropy(z, y, label_smoothing=0.1),
+            lambda z: F.cross_entropy(flat(z), flat_y, label_smoothing=0.1),
             xl and (lambda z: xl.sparse_categorical_cross_entropy(
                 y, z, from_logits=True, label_smoothing=0.1))),
         "sparse CE, 10% ignored": (
-            lambda z: F.cross_entropy(z, y_ign, ignore_index=-100),
+            lambda z: F.cross_entropy(flat(z), flat_ign, ignore_index=-100),
             xl and (lambda z: xl.sparse_categorical_cross_entropy(
                 y_ign, z, from_logits=True, ignore_index=-100))),
         "categorical CE (one-hot)": (
-            lambda z: F.cross_entropy(z, onehot),
+            lambda z: F.cross_entropy(flat(z), flat_onehot),
             xl and (lambda z: xl.categorical_cross_entropy(onehot, z, from_logits=True))),
         "binary CE (multi-label)": (
             lambda z: F.binary_cross_entropy_with_logits(z, multi),
             xl and (lambda z: xl.binary_cross_entropy(multi, z, from_logits=True))),
-        "softmax-once CE (bench reference)": (lambda z: F.cross_entropy(z, y),
-                                              lambda z: once(z, y)),
+        "softmax-once CE (bench reference)": (lambda z: F.cross_entropy(flat(z), flat_y),
+                                              lambda z: once(flat(z), flat_y)),
     }
     rows = []
     for name, (builtin, ours) in cases.items():
-        row = {"framework": "torch", "loss": name, "n": n, "v": v}
+        row = {"framework": "torch", "loss": name, "n": n, "v": v, "shape": list(shape)}
         for label, fn in (("builtin", builtin), ("xentlib", ours)):
             if fn is None:
                 row[label + "_error"] = xl_error
@@ -147,14 +164,16 @@ def _torch_losses(spec):
                     z = z0.clone().requires_grad_()
                     fn(z).backward()
 
-                row[label + "_fwd_s"] = median_seconds(fwd, spec["repeats"])[0]
-                row[label + "_fwdbwd_s"] = median_seconds(fwd_bwd, spec["repeats"])[0]
+                row[label + "_fwd_s"], _, row[label + "_fwd_cpu_s"] = median_seconds(
+                    fwd, spec["repeats"])
+                row[label + "_fwdbwd_s"], _, row[label + "_fwdbwd_cpu_s"] = median_seconds(
+                    fwd_bwd, spec["repeats"])
             except Exception as exc:
                 row[label + "_error"] = f"{type(exc).__name__}: {exc}"[:200]
         rows.append(row)
     # the clone in fwd_bwd is part of both sides; measure it to subtract in the report
     rows.append({"framework": "torch", "loss": "clone of logits (overhead in fwd+bwd)", "n": n,
-                 "v": v, "clone_s": median_seconds(lambda: z0.clone(), spec["repeats"])[0]})
+                 "v": v, "shape": list(shape), "clone_s": median_seconds(lambda: z0.clone(), spec["repeats"])[0]})
     return rows
 
 
@@ -166,21 +185,28 @@ def torch_linear(spec):
     (glibc with the fixed mmap threshold set by run.py), so the sizes can share a
     process; TensorFlow's cannot (one process per size there).
     """
-    torch = _torch_setup()
+    threads = spec.get("threads", 1)
+    torch = _torch_setup(threads)
     import torch.nn.functional as F
-    from xentlib._linear_torch import linear_cross_entropy
+
+    from xentlib import torch as xl
     n, d, method = spec["n"], spec["d"], spec["method"]
 
     def naive(h, w, y):
         return F.cross_entropy(F.linear(h, w), y)
 
+    def builtin(options):
+        return lambda h, w, y: F.linear_cross_entropy(h, w, y, options=options)
+
     if method == "naive":
         fn = naive
     elif method == "xentlib":
-        fn = linear_cross_entropy
+        fn = xl.linear_cross_entropy
     elif method == "torch.nn.functional.linear_cross_entropy":
-        opts = torch.nn.LinearCrossEntropyOptions()
-        fn = lambda h, w, y: F.linear_cross_entropy(h, w, y, options=opts)  # noqa: E731
+        fn = builtin(torch.nn.LinearCrossEntropyOptions())
+    elif method == "torch.nn.functional.linear_cross_entropy (tuned)":
+        fn = builtin(torch.nn.LinearCrossEntropyOptions(chunking_method=None,
+                                                        batch_chunk_size=spec["tuned_rows"]))
     elif method == "torch.compile(naive)":
         fn = torch.compile(naive)
     else:
@@ -198,45 +224,47 @@ def torch_linear(spec):
             h.grad = w.grad = None
 
         mem, first = first_step(step)
-        seconds, _ = median_seconds(step, spec["repeats"], warmup=False)
+        seconds, _, cpu = median_seconds(step, spec["repeats"], warmup=False)
         with torch.no_grad():
             value = float(fn(h, w, y))
         rows.append({"framework": "torch", "method": method, "n": n, "d": d, "v": v,
-                     "peak_extra_bytes": mem, "fwdbwd_s": seconds, "first_call_s": first,
-                     "loss": value})
+                     "threads": threads, "peak_extra_bytes": mem, "fwdbwd_s": seconds,
+                     "fwdbwd_cpu_s": cpu, "first_call_s": first, "loss": value})
         del h, w, y
     return rows
 
 
 # ---- TensorFlow ----------------------------------------------------------------
 
-def _tf_setup():
+def _tf_setup(threads=1):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     return tf
 
 
 def tf_losses(spec):
-    """Plain losses from logits: xentlib.tensorflow vs tf.nn built-ins, time only."""
+    """Plain losses from logits: xentlib.tensorflow vs tf.nn built-ins, time only
+    (shapes as in :func:`torch_losses`)."""
     rows = []
-    for n, v in spec["sizes"]:
-        rows += _tf_losses(dict(spec, n=n, v=v))
+    for shape in spec["sizes"]:
+        rows += _tf_losses(dict(spec, shape=shape))
     return rows
 
 
 def _tf_losses(spec):
     tf = _tf_setup()
-    n, v = spec["n"], spec["v"]
-    z0 = tf.random.stateless_normal((n, v), seed=(0, 1)) * 2
-    y = tf.random.stateless_uniform((n,), seed=(0, 2), maxval=v, dtype=tf.int32)
-    ign = tf.random.stateless_uniform((n,), seed=(0, 3)) < 0.1
+    shape = tuple(spec["shape"])
+    v, n = shape[-1], math.prod(shape[:-1])
+    z0 = tf.random.stateless_normal(shape, seed=(0, 1)) * 2
+    y = tf.random.stateless_uniform(shape[:-1], seed=(0, 2), maxval=v, dtype=tf.int32)
+    ign = tf.random.stateless_uniform(shape[:-1], seed=(0, 3)) < 0.1
     y_ign = tf.where(ign, -100, y)
     mask = tf.cast(~ign, tf.float32)
     onehot = tf.one_hot(y, v)
     smooth = onehot * 0.9 + 0.1 / v
-    multi = tf.cast(tf.random.stateless_uniform((n, v), seed=(0, 4)) < 0.01, tf.float32)
+    multi = tf.cast(tf.random.stateless_uniform(shape, seed=(0, 4)) < 0.01, tf.float32)
     try:
         from xentlib import tensorflow as xl
         xl_error = None
@@ -265,7 +293,7 @@ def _tf_losses(spec):
     }
     rows = []
     for name, (builtin, ours) in cases.items():
-        row = {"framework": "tensorflow", "loss": name, "n": n, "v": v}
+        row = {"framework": "tensorflow", "loss": name, "n": n, "v": v, "shape": list(shape)}
         for label, fn in (("builtin", builtin), ("xentlib", ours)):
             if fn is None:
                 row[label + "_error"] = xl_error
@@ -280,8 +308,10 @@ def _tf_losses(spec):
                         loss = fn(z0)
                     tape.gradient(loss, z0).numpy()
 
-                row[label + "_fwd_s"] = median_seconds(fwd, spec["repeats"])[0]
-                row[label + "_fwdbwd_s"] = median_seconds(fwd_bwd, spec["repeats"])[0]
+                row[label + "_fwd_s"], _, row[label + "_fwd_cpu_s"] = median_seconds(
+                    fwd, spec["repeats"])
+                row[label + "_fwdbwd_s"], _, row[label + "_fwdbwd_cpu_s"] = median_seconds(
+                    fwd_bwd, spec["repeats"])
             except Exception as exc:
                 row[label + "_error"] = f"{type(exc).__name__}: {exc}"[:200]
         rows.append(row)
@@ -289,8 +319,9 @@ def _tf_losses(spec):
 
 
 def tf_linear(spec):
-    tf = _tf_setup()
-    from xentlib._linear_tensorflow import linear_cross_entropy
+    threads = spec.get("threads", 1)
+    tf = _tf_setup(threads)
+    from xentlib import tensorflow as xl
     n, d, v, method = spec["n"], spec["d"], spec["v"], spec["method"]
     h = tf.random.stateless_normal((n, d), seed=(1, 1))
     w = tf.random.stateless_normal((v, d), seed=(1, 2)) / d ** 0.5
@@ -300,7 +331,7 @@ def tf_linear(spec):
             z = tf.matmul(h, w, transpose_b=True)
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, z))
     elif method == "xentlib":
-        fn = linear_cross_entropy
+        fn = xl.linear_cross_entropy
     else:
         raise ValueError(method)
 
@@ -312,9 +343,10 @@ def tf_linear(spec):
         gh.numpy(), gw.numpy()
 
     mem, first = first_step(step)
-    seconds, _ = median_seconds(step, spec["repeats"], warmup=False)
+    seconds, _, cpu = median_seconds(step, spec["repeats"], warmup=False)
     return [{"framework": "tensorflow", "method": method, "n": n, "d": d, "v": v,
-             "peak_extra_bytes": mem, "fwdbwd_s": seconds, "first_call_s": first,
+             "threads": threads, "peak_extra_bytes": mem, "fwdbwd_s": seconds, "fwdbwd_cpu_s": cpu,
+             "first_call_s": first,
              "loss": float(fn(h, w, y))}]
 
 

@@ -23,19 +23,37 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-FULL = dict(loss_sizes=[(128, 32768)], loss_repeats=3,
+# loss_sizes: logits shapes, (N, V) or a (B, T, V) sequence batch. linear_*: the d = 64
+# table (one thread). grid: larger d, two threads, every method in the same run; the
+# full grid of d in {64, 256, 1024, 4096} and V in {32k, 128k, 256k} takes hours on two
+# cores, so `make bench` runs the shapes below and lists the others as not run.
+FULL = dict(loss_sizes=[(4096, 10), (128, 32768), (4, 128, 8192)], loss_repeats=3,
             linear_n=1024, linear_d=64, linear_vs=[32768, 65536, 131072], linear_repeats=3,
-            slow_repeats=2, slow_vs=[32768, 65536], compile_vs=[32768], timeout=400)
-QUICK = dict(loss_sizes=[(64, 512)], loss_repeats=2, linear_n=64, linear_d=16,
-             linear_vs=[2048, 4096], linear_repeats=2, slow_repeats=1, slow_vs=[2048],
-             compile_vs=[], timeout=300)
+            slow_repeats=2, slow_vs=[32768, 65536], compile_vs=[32768], timeout=400,
+            grid=dict(threads=2, repeats=2, shapes=[(2048, 256, 131072), (2048, 1024, 32768)],
+                      xentlib_only=[(1024, 64, 262144)], compile=True))
+QUICK = dict(loss_sizes=[(64, 10), (64, 512), (2, 8, 256)], loss_repeats=2, linear_n=64,
+             linear_d=16, linear_vs=[2048, 4096], linear_repeats=2, slow_repeats=1,
+             slow_vs=[2048], compile_vs=[], timeout=300,
+             grid=dict(threads=2, repeats=1, shapes=[(128, 64, 2048)],
+                       xentlib_only=[(64, 16, 16384)], compile=False))
+FULL_GRID = [(n, d, v) for d in (64, 256, 1024, 4096) for v in (32768, 131072, 262144)
+             for n in (4096,)]
 TORCH_METHODS = ["naive", "xentlib", "torch.nn.functional.linear_cross_entropy",
                  "torch.compile(naive)"]
+TUNED = "torch.nn.functional.linear_cross_entropy (tuned)"
 TF_METHODS = ["naive", "xentlib"]
 
 
+def tuned_rows(n, d, v):
+    """torch's batch_chunk_size for the tuned run: the chunk xentlib uses by default
+    (about 2**23 logits, at least d // 4 rows; see linear_cross_entropy's docstring)."""
+    return max(1, min(n, max((1 << 23) // v, d // 4)))
+
+
 def run_case(spec, timeout):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+    threads = str(spec.get("threads", 1))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0",
                TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="1", PYTHONWARNINGS="ignore")
     label = " ".join(f"{k}={v}" for k, v in spec.items() if k not in ("repeats", "case"))
@@ -63,9 +81,9 @@ def accuracy_check():
     import torch
 
     from xentlib import numpy as xnp
-    from xentlib._linear_numpy import linear_cross_entropy as lce_np
-    from xentlib._linear_tensorflow import linear_cross_entropy as lce_tf
-    from xentlib._linear_torch import linear_cross_entropy as lce_torch
+    from xentlib import tensorflow as xtf
+    from xentlib import torch as xtorch
+    lce_np, lce_tf, lce_torch = (m.linear_cross_entropy for m in (xnp, xtf, xtorch))
     rng = np.random.default_rng(0)
     n, d, v = 256, 64, 8192
     h = rng.normal(size=(n, d)).astype(np.float32)
@@ -107,12 +125,9 @@ def physical(machine, linear, losses):
         n, d, v = row["n"], row["d"], row["v"]
         flop = 3 * 2 * n * d * v  # logits, grad of hidden, grad of weight
         naive_bytes = 9 * 4 * n * v  # ~9 full passes over the float32 (N, V) logits
-        from xentlib._linear_numpy import CHUNK_ELEMENTS, default_chunk_size
-        from xentlib._linear_tensorflow import TF_CHUNK_ELEMENTS
-        elements = TF_CHUNK_ELEMENTS if row["framework"] == "tensorflow" else CHUNK_ELEMENTS
-        chunks = -(-n // default_chunk_size(n, v, elements))
         # fused: chunk logits stay in cache when they fit; weight read twice and
-        # its gradient read+written once per chunk
+        # its gradient read+written once per chunk (the default chunk, see tuned_rows)
+        chunks = -(-n // tuned_rows(n, d, v))
         fused_bytes = chunks * 4 * 4 * v * d
         moved = naive_bytes if row["method"] == "naive" else fused_bytes
         out["linear"].append({
@@ -130,11 +145,13 @@ def goals(losses, linear, accuracy):
     for fw in ("torch", "tensorflow"):
         plain = [r for r in losses if r["framework"] == fw and "xentlib" not in r["loss"]
                  and "softmax-once" not in r["loss"] and "clone" not in r["loss"]]
-        fwd = ratios("xentlib_fwd_s", "builtin_fwd_s", plain)
-        fb = ratios("xentlib_fwdbwd_s", "builtin_fwdbwd_s", plain)
+        # CPU time where measured: steadier than wall time on a shared machine
+        cpu = "_cpu" if any("builtin_fwd_cpu_s" in r for r in plain) else ""
+        fwd = ratios(f"xentlib_fwd{cpu}_s", f"builtin_fwd{cpu}_s", plain)
+        fb = ratios(f"xentlib_fwdbwd{cpu}_s", f"builtin_fwdbwd{cpu}_s", plain)
         if fwd:
             res.append({"goal": f"{fw}: plain losses no slower than the built-ins "
-                                f"(xentlib/built-in time, worst case)",
+                                f"(xentlib/built-in {'CPU ' if cpu else ''}time, worst case)",
                         "value": f"fwd {max(fwd):.2f}, fwd+bwd {max(fb):.2f}",
                         "met": max(fwd) <= 1.0 and max(fb) <= 1.0})
             res.append({"goal": f"{fw}: stretch, 2x faster from logits, fwd+bwd (best case)",
@@ -175,6 +192,11 @@ def goals(losses, linear, accuracy):
     return res
 
 
+def rows_label(row):
+    """N, or B x T for a sequence batch."""
+    return " x ".join(map(str, row.get("shape", [row["n"], row["v"]])[:-1]))
+
+
 def fmt_bytes(b):
     return f"{b / 2 ** 20:.0f} MiB" if b >= 2 ** 20 else f"{b / 2 ** 10:.0f} KiB"
 
@@ -193,8 +215,9 @@ def markdown(results):
         met = {True: "yes", False: "**no**", None: "(info)"}[g["met"]]
         lines.append(f"| {g['goal']} | {g['value']} | {met} |")
     lines += ["", "## Losses from logits (time ratio xentlib / built-in, same inputs, same run)", "",
-              "| framework | loss | N | V | built-in fwd ms | ratio fwd | built-in fwd+bwd ms "
-              "| ratio fwd+bwd | ns/logit fwd+bwd (built-in / xentlib) |", "|---|---|---|---|---|---|---|---|---|"]
+              "| framework | loss | N (or B x T) | V | built-in fwd ms | ratio fwd | built-in fwd+bwd ms "
+              "| ratio fwd+bwd | CPU ratio fwd | CPU ratio fwd+bwd "
+              "| ns/logit fwd+bwd (built-in / xentlib) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["losses"]:
         if "builtin_fwd_s" not in r:
             continue
@@ -206,9 +229,13 @@ def markdown(results):
         else:
             rf = rb = "n/a"
             ns = f"{r['builtin_fwdbwd_s'] / nv * 1e9:.1f} / n/a"
-        lines.append(f"| {r['framework']} | {r['loss']} | {r['n']} | {r['v']} | "
+        cf = cb = "n/a"
+        if "xentlib_fwd_cpu_s" in r and "builtin_fwd_cpu_s" in r:
+            cf = f"{r['xentlib_fwd_cpu_s'] / r['builtin_fwd_cpu_s']:.2f}"
+            cb = f"{r['xentlib_fwdbwd_cpu_s'] / r['builtin_fwdbwd_cpu_s']:.2f}"
+        lines.append(f"| {r['framework']} | {r['loss']} | {rows_label(r)} | {r['v']} | "
                      f"{1e3 * r['builtin_fwd_s']:.1f} | {rf} | {1e3 * r['builtin_fwdbwd_s']:.1f} | "
-                     f"{rb} | {ns} |")
+                     f"{rb} | {cf} | {cb} | {ns} |")
     errs = sorted({r["xentlib_error"] for r in results["losses"] if r.get("xentlib_error")})
     if errs:
         lines += ["", "xentlib backend errors in this run: " + "; ".join(errs)]
@@ -229,10 +256,39 @@ def markdown(results):
             tr = f"{r['fwdbwd_s'] / naive['fwdbwd_s']:.2f}"
         lines.append(f"| {r['framework']} | {r['method']} | {r['n']} | {r['d']} | {r['v']} | "
                      f"{fmt_bytes(r['peak_extra_bytes'])} | {r['fwdbwd_s']:.2f} | {mr} | {tr} |")
-    firsts = [r for r in results["linear"] if r.get("method") == "torch.compile(naive)"
+    grid = results.get("linear_grid", [])
+    if grid:
+        lines += ["", "## Linear cross-entropy at larger d (two threads, every method in one run)", "",
+                  "Ratios compare methods at the same (N, d, V) in this run; `tuned` is torch's "
+                  "`linear_cross_entropy` with `batch_chunk_size` set to xentlib's default chunk. "
+                  "CPU s is the process's own CPU time (all its threads): on a shared machine it is "
+                  "steadier than the wall time, which includes waiting for a core.", "",
+                  "| framework | method | N | d | V | extra peak memory | time s | CPU s "
+                  "| memory / naive | time / naive | CPU / naive | CPU / xentlib |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in grid:
+            if "fwdbwd_s" not in r:
+                lines.append(f"| {r.get('framework', '')} | {r.get('method')} | {r.get('n')} | "
+                             f"{r.get('d')} | {r.get('v')} | failed: {r.get('error', '')[:80]} "
+                             f"| | | | | | |")
+                continue
+            naive, ours = same_shape(grid, r, "naive"), same_shape(grid, r, "xentlib")
+            mr = f"{r['peak_extra_bytes'] / naive['peak_extra_bytes']:.3f}" if naive else "naive not run"
+            tr = f"{r['fwdbwd_s'] / naive['fwdbwd_s']:.2f}" if naive else ""
+            cr = f"{cpu_seconds(r) / cpu_seconds(naive):.2f}" if naive else ""
+            xr = f"{cpu_seconds(r) / cpu_seconds(ours):.2f}" if ours else ""
+            lines.append(f"| {r['framework']} | {r['method']} | {r['n']} | {r['d']} | {r['v']} | "
+                         f"{fmt_bytes(r['peak_extra_bytes'])} | {r['fwdbwd_s']:.2f} | "
+                         f"{cpu_seconds(r):.2f} | {mr} | {tr} | {cr} | {xr} |")
+        missing = results.get("linear_grid_not_run", [])
+        if missing:
+            lines += ["", "Not run here (time): (N, d, V) = " +
+                      ", ".join(f"({n}, {d}, {v})" for n, d, v in missing) + "."]
+    lines += ["", "![extra peak memory against V](linear_memory.png)"]
+    firsts = [r for r in results["linear"] + grid if r.get("method") == "torch.compile(naive)"
               and "first_call_s" in r]
     for r in firsts:
-        lines += ["", f"torch.compile(naive), V={r['v']}: first call (compilation included) "
+        lines += ["", f"torch.compile(naive), d={r['d']}, V={r['v']}: first call (compilation included) "
                       f"{r['first_call_s']:.1f} s; TorchInductor caches compiled code under /tmp, "
                       f"so a warm cache makes this much shorter than a cold compile (~100 s here)."]
     p = results["physical"]
@@ -300,6 +356,8 @@ def main():
         for m in TF_METHODS:
             linear += run_case(dict(base, case="tf_linear", method=m, v=v,
                                     repeats=cfg["linear_repeats"]), cfg["timeout"])
+    print("linear cross-entropy at larger d (two threads)", flush=True)
+    grid = run_grid(cfg["grid"], cfg["timeout"])
     print("float32 accuracy", flush=True)
     accuracy = accuracy_check()
     import tensorflow as tf
@@ -322,14 +380,97 @@ def main():
                        "one thread (torch.set_num_threads(1), TF intra/inter-op 1)."),
             "wall_s": time.perf_counter() - t0},
         "machine": machine, "losses": losses, "linear": linear, "accuracy": accuracy,
+        "linear_grid": grid,
+        "linear_grid_not_run": [list(shape) for shape in FULL_GRID
+                                if not any(r["d"] == shape[1] and r["v"] == shape[2] for r in grid)],
     }
     write(results, args.out)
 
 
+def run_grid(grid, timeout):
+    """Every method at each (N, d, V) of ``grid``, fresh processes, same run; then xentlib alone
+    at the shapes where the naive logits would not fit."""
+    rows = []
+    torch_methods = ["naive", "xentlib", "torch.nn.functional.linear_cross_entropy", TUNED]
+    if grid["compile"]:
+        torch_methods.append("torch.compile(naive)")
+    base = {"threads": grid["threads"], "repeats": grid["repeats"]}
+    for n, d, v in grid["shapes"]:
+        for m in torch_methods:
+            rows += run_case(dict(base, case="torch_linear", method=m, n=n, d=d, vs=[v],
+                                  tuned_rows=tuned_rows(n, d, v)), timeout)
+        for m in TF_METHODS:
+            rows += run_case(dict(base, case="tf_linear", method=m, n=n, d=d, v=v), timeout)
+    for n, d, v in grid["xentlib_only"]:
+        rows += run_case(dict(base, case="torch_linear", method="xentlib", n=n, d=d, vs=[v]),
+                         timeout)
+        rows += run_case(dict(base, case="tf_linear", method="xentlib", n=n, d=d, v=v), timeout)
+    return rows
+
+
+def same_shape(rows, r, method):
+    return next((b for b in rows if b.get("framework") == r.get("framework")
+                 and b.get("method") == method and "fwdbwd_s" in b
+                 and all(b.get(k) == r.get(k) for k in ("n", "d", "v"))), None)
+
+
+def cpu_seconds(row):
+    """CPU seconds of a step (wall seconds for results measured before CPU time was)."""
+    return row.get("fwdbwd_cpu_s", row["fwdbwd_s"])
+
+
+def grid_goals(grid):
+    res = []
+    for r in grid:
+        naive = same_shape(grid, r, "naive")
+        if r.get("method") != "xentlib" or "fwdbwd_s" not in r or naive is None:
+            continue
+        mem = r["peak_extra_bytes"] / naive["peak_extra_bytes"]
+        t = r["fwdbwd_s"] / naive["fwdbwd_s"]
+        cpu = cpu_seconds(r) / cpu_seconds(naive)
+        res.append({"goal": f"{r['framework']}: linear CE at N={r['n']}, d={r['d']}, V={r['v']}, "
+                            f"{r['threads']} threads: CPU time <= naive, extra memory <= 1/10",
+                    "value": f"CPU time {cpu:.2f}x (wall {t:.2f}x), memory {mem:.3f}x",
+                    "met": cpu <= 1.0 and mem <= 0.1})
+    return res
+
+
+def memory_figure(results, path):
+    """Extra peak memory of one forward+backward against V, naive and xentlib (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in results["linear"] + results.get("linear_grid", [])
+            if "peak_extra_bytes" in r and r.get("method") in ("naive", "xentlib")
+            and (r.get("n"), r.get("d")) == (results["conditions"]["config"]["linear_n"],
+                                             results["conditions"]["config"]["linear_d"])]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for fw, marker in (("torch", "o"), ("tensorflow", "s")):
+        for method, style in (("naive", "--"), ("xentlib", "-")):
+            pts = sorted((r["v"], r["peak_extra_bytes"] / 2 ** 20) for r in rows
+                         if r["framework"] == fw and r["method"] == method)
+            if pts:
+                ax.plot(*zip(*pts), style, marker=marker, label=f"{fw} {method}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("vocabulary size V (classes)")
+    ax.set_ylabel("extra peak memory of one step (MiB)")
+    n, d = results["conditions"]["config"]["linear_n"], results["conditions"]["config"]["linear_d"]
+    ax.set_title(f"Linear cross-entropy, forward + backward, N={n}, d={d}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write(results, out):
     results["physical"] = physical(results["machine"], results["linear"], results["losses"])
-    results["goals"] = goals(results["losses"], results["linear"], results["accuracy"])
+    results["goals"] = goals(results["losses"], results["linear"], results["accuracy"]) \
+        + grid_goals(results.get("linear_grid", []))
     os.makedirs(out, exist_ok=True)
+    if results["linear"]:
+        memory_figure(results, os.path.join(out, "linear_memory.png"))
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     md = markdown(results)
