@@ -30,13 +30,14 @@ sys.path.insert(0, ROOT)
 FULL = dict(loss_sizes=[(4096, 10), (128, 32768), (4, 128, 8192)], loss_repeats=3,
             linear_n=1024, linear_d=64, linear_vs=[32768, 65536, 131072], linear_repeats=3,
             slow_repeats=2, slow_vs=[32768, 65536], compile_vs=[32768], timeout=400,
-            grid=dict(threads=2, repeats=2, shapes=[(2048, 256, 131072), (2048, 1024, 32768)],
-                      xentlib_only=[(1024, 64, 262144)], compile=True))
+            grid=dict(threads=2, repeats=2, shapes=[(2048, 1024, 32768)],
+                      pairs=[(2048, 256, 131072)], xentlib_only=[(1024, 64, 262144)],
+                      compile=True, timeout=900))
 QUICK = dict(loss_sizes=[(64, 10), (64, 512), (2, 8, 256)], loss_repeats=2, linear_n=64,
              linear_d=16, linear_vs=[2048, 4096], linear_repeats=2, slow_repeats=1,
              slow_vs=[2048], compile_vs=[], timeout=300,
-             grid=dict(threads=2, repeats=1, shapes=[(128, 64, 2048)],
-                       xentlib_only=[(64, 16, 16384)], compile=False))
+             grid=dict(threads=2, repeats=1, shapes=[(128, 64, 2048)], pairs=[(64, 32, 4096)],
+                       xentlib_only=[(64, 16, 16384)], compile=False, timeout=300))
 FULL_GRID = [(n, d, v) for d in (64, 256, 1024, 4096) for v in (32768, 131072, 262144)
              for n in (4096,)]
 TORCH_METHODS = ["naive", "xentlib", "torch.nn.functional.linear_cross_entropy",
@@ -388,8 +389,10 @@ def main():
 
 
 def run_grid(grid, timeout):
-    """Every method at each (N, d, V) of ``grid``, fresh processes, same run; then xentlib alone
-    at the shapes where the naive logits would not fit."""
+    """Every method at each (N, d, V) of ``grid["shapes"]``, naive and xentlib at
+    ``grid["pairs"]``, fresh processes, same run; then xentlib alone at the shapes where
+    the naive logits would not fit."""
+    timeout = grid.get("timeout", timeout)
     rows = []
     torch_methods = ["naive", "xentlib", "torch.nn.functional.linear_cross_entropy", TUNED]
     if grid["compile"]:
@@ -400,6 +403,10 @@ def run_grid(grid, timeout):
             rows += run_case(dict(base, case="torch_linear", method=m, n=n, d=d, vs=[v],
                                   tuned_rows=tuned_rows(n, d, v)), timeout)
         for m in TF_METHODS:
+            rows += run_case(dict(base, case="tf_linear", method=m, n=n, d=d, v=v), timeout)
+    for n, d, v in grid["pairs"]:
+        for m in TF_METHODS:
+            rows += run_case(dict(base, case="torch_linear", method=m, n=n, d=d, vs=[v]), timeout)
             rows += run_case(dict(base, case="tf_linear", method=m, n=n, d=d, v=v), timeout)
     for n, d, v in grid["xentlib_only"]:
         rows += run_case(dict(base, case="torch_linear", method="xentlib", n=n, d=d, vs=[v]),
