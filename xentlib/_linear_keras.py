@@ -20,13 +20,18 @@ __all__ = ["LinearCrossEntropyHead"]
 
 @keras.saving.register_keras_serializable(package="xentlib")
 class LinearCrossEntropyHead(keras.layers.Layer):
-    """Output projection to ``vocab_size`` classes with the fused cross-entropy as its loss.
+    r"""Output projection to ``vocab_size`` classes with the fused cross-entropy as its loss.
+
+    .. math:: L = \frac{1}{|\mathcal K|} \sum_{n \in \mathcal K}
+              \big(\operatorname{lse}(W h_n + b) - (W h_n + b)_{y_n}\big)
 
     ``head([hidden, labels])`` adds the loss and returns the argmax classes
     (``labels``' shape); :meth:`logits` gives the logits for prediction or
     generation. The options are those of ``linear_cross_entropy`` (mean over
     the items whose label is not ``ignore_index``). ``weight`` has shape
-    ``(vocab_size, d)``, the transpose of a ``Dense`` kernel.
+    ``(vocab_size, d)``, the transpose of a ``Dense`` kernel. Keras applies
+    ``fit(sample_weight=...)`` to compiled losses only, not to a layer's own
+    loss: mask padding with ``ignore_index`` instead.
 
     >>> import keras, numpy as np
     >>> from xentlib._linear_keras import LinearCrossEntropyHead
