@@ -349,7 +349,7 @@ def test_options_16_bit_inputs(dtype):
     assert got.dtype == torch.float32
     np.testing.assert_allclose(float(got.detach()), float(ref.detach()), rtol=1e-6)
     tol = 1e-2 if dtype == "bfloat16" else 2e-3
-    for g, r, p in zip(torch.autograd.grad(got, params), ref_grads, params):
+    for g, r in zip(torch.autograd.grad(got, params), ref_grads):
         assert g.dtype == t16
         np.testing.assert_allclose(g.double().numpy(), r.numpy(), rtol=tol,
                                    atol=tol * float(r.abs().max()))
