@@ -14,7 +14,6 @@ is cheap.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["EpochLog", "fit_torch", "keras_progress"]
