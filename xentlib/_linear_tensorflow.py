@@ -32,7 +32,7 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None
         front_door, hidden, weight, labels, bias=bias, class_weight=class_weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
         chunk_size=chunk_size, z_loss=z_loss, softcap=softcap, extras=extras,
-        chunk_elements=TF_CHUNK_ELEMENTS)
+        chunk_elements=TF_CHUNK_ELEMENTS, rows_per_dim=0.5)
     h2 = tf.reshape(hidden, (-1, o.dim))
     y = tf.reshape(labels, (-1,))
     # where no check could raise (a graph under XLA, or checks off), an invalid label is NaN
