@@ -133,6 +133,16 @@ def test_mixed_dtypes_promote_in_every_backend(fn, dtypes):
     assert float(getattr(xtf, fn)(p, q)) == pytest.approx(expected, rel=1e-3)
 
 
+def test_tf_promotion_keeps_float32_subnormals():
+    """TensorFlow's CPU cast float32 -> float64 flushes subnormals: p > 0 at q = 1e-45 is not inf."""
+    p = np.array([1.0 - 1e-45, 1e-45])
+    q = np.array([1.0, 1e-45], np.float32)
+    expected = float(xn.kl_divergence(p, q))
+    assert np.isfinite(expected)
+    assert float(xtf.kl_divergence(p, q)) == pytest.approx(expected, abs=1e-12)
+    assert float(xtf.cross_entropy(p, q)) == pytest.approx(float(xn.cross_entropy(p, q)), abs=1e-12)
+
+
 # ---- every backend ---------------------------------------------------------------------------
 
 @pytest.fixture(params=["numpy", "torch", "tensorflow"])

@@ -11,6 +11,8 @@ read a few facts from an array:
 =====================  ====================================================
 ``ops.as_float``       an input as a floating array (``like``: its device)
 ``ops.as_labels``      an input as an integer array
+``ops.promote``        arrays cast to their common floating dtype (as
+                       NumPy's ``result_type``)
 ``ops.shape``          the static shape (``None`` for a dimension unknown
                        while tracing a TensorFlow graph)
 ``ops.dtype_name``     'float32', 'int64', ...
@@ -160,14 +162,20 @@ class FrontDoor:
         return p, axis, divisor
 
     def two_distributions(self, p, q, axis, base):
-        """``cross_entropy``, ``kl_divergence``: two distributions of one shape."""
+        """``cross_entropy``, ``kl_divergence``: two distributions of one shape, one dtype.
+
+        Mixed dtypes are promoted (float32 and float64 give float64), as any
+        binary operation of NumPy and PyTorch does: the result keeps the
+        precision of the wider input, whichever argument it is.
+        """
         p, q = self.floats((p, "p"), (q, "q"))
         self.same_shape(p, "p", q, "q")
         axis = self.axis(axis, p, "p")
         self._classes(p, axis, "p")
         divisor = V.log_base(base)
-        self.distribution(p, "p", axis)
+        self.distribution(p, "p", axis)  # each within its own dtype's tolerance
         self.distribution(q, "q", axis)
+        p, q = self.ops.promote(p, q)
         return p, q, axis, divisor
 
     def joint(self, p_xy, base):

@@ -34,6 +34,10 @@ class NumpyOps:
             raise V.not_integer(name, labels.dtype)
         return labels
 
+    def promote(self, *xs):
+        dtype = np.result_type(*xs)
+        return tuple(x.astype(dtype, copy=False) for x in xs)
+
     def is_float(self, x):
         return x.dtype.kind == "f"
 

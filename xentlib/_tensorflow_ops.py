@@ -54,6 +54,15 @@ class TensorFlowOps:
             raise ValueError(f"{name} must have a known rank (number of dimensions)")
         return tf.cast(labels, tf.int64)
 
+    def promote(self, *xs):
+        """The widest dtype; float16 with bfloat16 gives float32 (neither holds the other), as in torch."""
+        dtypes = {x.dtype for x in xs}
+        widest = max(dtypes, key=lambda d: d.size)
+        if widest.size == 2 and len(dtypes) > 1:
+            widest = tf.float32
+        return tuple(_widen_float32(x) if (x.dtype, widest) == (tf.float32, tf.float64) else tf.cast(x, widest)
+                     for x in xs)
+
     def is_float(self, x):
         return x.dtype.is_floating
 
@@ -173,6 +182,20 @@ class TensorFlowOps:
             return x
         with tf.control_dependencies(checks):
             return tf.identity(x)
+
+
+def _widen_float32(x):
+    """``x`` as float64 with its subnormals kept: TensorFlow's CPU cast flushes them to 0.
+
+    A float32 subnormal is its bits (an integer m < 2**23) times :math:`2^{-149}`,
+    a normal float64.
+    """
+    bits = tf.bitcast(x, tf.int32)
+    magnitude = tf.bitwise.bitwise_and(bits, 0x7FFFFFFF)
+    subnormal = (magnitude > 0) & (magnitude < 0x00800000)
+    value = tf.cast(magnitude, tf.float64) * 2.0 ** -149
+    exact = tf.stop_gradient(tf.where(bits < 0, -value, value))
+    return tf.where(subnormal, exact, tf.cast(x, tf.float64))
 
 
 def invalid_labels(labels, num_classes, ignore_index):

@@ -6,6 +6,8 @@ they go with (``like``).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -51,6 +53,10 @@ class TorchOps(NumpyOps):
         if not self.is_integer(labels):
             raise V.not_integer(name, dtype_name(labels.dtype))
         return labels if like is None else labels.to(like.device)
+
+    def promote(self, *xs):
+        dtype = functools.reduce(torch.promote_types, (x.dtype for x in xs))  # bf16 with f16: f32
+        return tuple(x.to(dtype) for x in xs)
 
     def is_float(self, x):
         return x.is_floating_point()

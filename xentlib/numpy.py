@@ -19,7 +19,9 @@ Conventions, shared by all three backends
 * **Dtypes**: float64 stays float64, float32 stays float32. float16 (and, where
   the backend has it, bfloat16) inputs are computed in float32; the building
   blocks return the input dtype, losses return float32 (as Keras does under
-  mixed precision), because a loss easily exceeds float16's range.
+  mixed precision), because a loss easily exceeds float16's range. Two
+  distributions of different dtypes (``cross_entropy(p, q)``) are computed and
+  returned in the wider one, as NumPy promotes; a loss has its prediction's dtype.
 * **Reductions**: ``'none'`` keeps one value per item, ``'sum'`` adds them,
   ``'mean'`` divides by the number of items, or, with ``class_weight`` or
   ``ignore_index``, by the summed weight of the kept items, as PyTorch does.

@@ -60,7 +60,6 @@ __all__ = [
 ]
 
 _LOW_PRECISION = (tf.float16, tf.bfloat16)
-_WIDTH = {tf.float16: 16, tf.bfloat16: 16, tf.float32: 32, tf.float64: 64}
 
 
 # ---- formula helpers -----------------------------------------------------------
@@ -76,9 +75,7 @@ def _loss_dtype(x):
 
 def _common(*xs):
     """The compute-dtype versions of ``xs`` cast to the widest of them (as NumPy promotes)."""
-    xs = [_compute(x) for x in xs]
-    dtype = max((x.dtype for x in xs), key=_WIDTH.get)
-    return [tf.cast(x, dtype) for x in xs]
+    return _fd.ops.promote(*(_compute(x) for x in xs))
 
 
 def _log(x):
