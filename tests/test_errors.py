@@ -171,6 +171,15 @@ VALID = [
     ("perplexity", [("labels", L), ("logits", Z)], {}, {}),
     ("softmax_cross_entropy_grad", [("y_true", Y), ("logits", Z)], {}, {}),
     ("sigmoid_cross_entropy_grad", [("y_true", B), ("logits", PB)], {}, {}),
+    ("binary_focal_cross_entropy", [("y_true", B), ("y_pred", PB)], {}, {"alpha": 0.25}),
+    ("binary_focal_cross_entropy", [("y_true", B), ("y_pred", Z[0])], {}, {"from_logits": True}),
+    ("categorical_focal_cross_entropy", [("y_true", Y), ("y_pred", Z)], {"alpha": W3},
+     {"from_logits": True}),
+    ("categorical_focal_cross_entropy", [("y_true", Y), ("y_pred", PY)], {}, {}),
+    ("expected_calibration_error", [("labels", L), ("probs", PY)], {}, {}),
+    ("maximum_calibration_error", [("labels", L), ("probs", PY)], {}, {"binning": "mass"}),
+    ("brier_score", [("labels", L), ("probs", PY)], {}, {}),
+    ("fit_temperature", [("logits", Z), ("labels", L)], {}, {}),
 ]
 
 
@@ -222,7 +231,7 @@ def test_minus_inf_logits_mask_classes(backend):
 
 
 def _is_probability_argument(fn, name, options):
-    if fn in ("mean_squared_error", "gaussian_nll") or name in ("class_weight", "pos_weight", "logits"):
+    if fn in ("mean_squared_error", "gaussian_nll") or name in ("class_weight", "pos_weight", "alpha", "logits"):
         return False
     return name != "y_pred" or not options.get("from_logits", False)
 
@@ -240,7 +249,8 @@ def test_every_probability_argument_rejects_values_outside_0_1(backend, fn, posi
             _call(backend, fn, positional, array_kwargs, options, {name: bad})
         checked += 1
     assert checked or fn in ("logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid",
-                             "mean_squared_error", "gaussian_nll", "perplexity") or options.get("from_logits")
+                             "mean_squared_error", "gaussian_nll", "perplexity",
+                             "fit_temperature") or options.get("from_logits")
 
 
 @pytest.mark.parametrize("fn, positional, array_kwargs, options", VALID, ids=[row[0] for row in VALID])

@@ -75,6 +75,27 @@ def _cases():
             dict(reduction=red)
         yield f"gaussian_nll-{red}", "gaussian_nll", lambda r: (r.normal(size=(4, 3)), r.normal(size=(4, 3))), \
             dict(variance=2.5, reduction=red)
+    for red in ("mean", "none"):
+        yield f"binary-focal-{red}", "binary_focal_cross_entropy", \
+            lambda r: (r.random((5, 3)), logits(r, 5, 3)), \
+            dict(from_logits=True, gamma=1.5, alpha=0.3, label_smoothing=0.1, reduction=red)
+        yield f"binary-focal-probs-{red}", "binary_focal_cross_entropy", \
+            lambda r: (binary_targets(r, 5, 3), r.uniform(0.01, 0.99, (5, 3))), dict(reduction=red)
+        yield f"categorical-focal-{red}", "categorical_focal_cross_entropy", \
+            lambda r: (dist(r, (6, 4)), logits(r, 6, 4)), \
+            dict(from_logits=True, gamma=2.0, alpha=np.array([0.5, 1.0, 2.0, 0.25]),
+                 label_smoothing=0.1, reduction=red)
+        yield f"categorical-focal-probs-{red}", "categorical_focal_cross_entropy", \
+            lambda r: (onehot(r, 4, 6), dist(r, (6, 4))), dict(alpha=0.25, reduction=red)
+        yield f"brier-{red}", "brier_score", lambda r: (labels(r, 4, 9), dist(r, (9, 4))), \
+            dict(reduction=red)
+    yield "categorical-focal-axis0", "categorical_focal_cross_entropy", \
+        lambda r: (onehot(r, 4, 6).T.copy(), logits(r, 4, 6)), dict(from_logits=True, axis=0)
+    for binning in ("width", "mass"):
+        for fn in ("expected_calibration_error", "maximum_calibration_error"):
+            yield f"{fn}-{binning}", fn, lambda r: (labels(r, 3, 50), dist(r, (50, 3))), \
+                dict(n_bins=5, binning=binning)
+    yield "fit_temperature", "fit_temperature", lambda r: (logits(r, 40, 5), labels(r, 5, 40)), {}
     yield "cce-axis0", "categorical_cross_entropy", lambda r: (onehot(r, 4, 6).T.copy(), logits(r, 4, 6)), \
         dict(from_logits=True, axis=0)
     yield "cce-probs-zeros", "categorical_cross_entropy", lambda r: (onehot(r, 4, 6), dist(r, (6, 4), zeros=True)), \

@@ -222,6 +222,97 @@ Plain (full-batch) gradient descent, the seeds' optimisation algorithm.
 (``steps`` values), so a caller can plot the training curve.
 """,
 
+    "binary_focal_cross_entropy": r"""
+Binary focal loss (Lin et al., 2017): cross-entropy scaled down for easy examples.
+
+.. math:: \ell = \alpha_t\,(1 - p_t)^{\gamma}\,\mathrm{BCE}(\tilde y, \hat y), \qquad
+   1 - p_t = \tilde y\,(1 - \hat y) + (1 - \tilde y)\,\hat y, \qquad
+   \alpha_t = \alpha \tilde y + (1 - \alpha)(1 - \tilde y)
+
+:math:`\tilde y = y(1-\varepsilon) + \varepsilon/2` as in :func:`binary_cross_entropy`;
+``alpha=None`` gives :math:`\alpha_t = 1`; ``gamma=0`` is the plain binary
+cross-entropy. Computed in log space (:math:`\log(1-p_t)` from
+:math:`\log\sigma(\pm z)`), so logits of :math:`\pm 100` give exact values.
+The definition of torchvision's ``sigmoid_focal_loss`` and optax's
+``sigmoid_focal_loss``, whose ``alpha`` also weights the positives; the
+defaults differ: torchvision applies ``alpha=0.25`` unless told
+``alpha=-1`` and reduces with ``'none'``; optax has ``alpha=None``, as here.
+Keras' ``BinaryFocalCrossentropy`` applies :math:`\alpha` only with
+``apply_class_balancing=True`` (then ``alpha=0.25`` by default) and clips
+probabilities to :math:`[10^{-7}, 1 - 10^{-7}]`.
+""",
+
+    "categorical_focal_cross_entropy": r"""
+Categorical focal loss: each class's cross-entropy term scaled by :math:`(1 - \hat y_c)^\gamma`.
+
+.. math:: \ell = -\sum_c \alpha_c\, \tilde y_c\, (1 - \hat y_c)^{\gamma} \log \hat y_c,
+   \qquad \tilde y = (1-\varepsilon)\,y + \varepsilon/K
+
+``alpha`` is ``None`` (:math:`\alpha_c = 1`), a scalar, or one weight per
+class (shape ``(K,)``). Computed in log space (:math:`\log \hat y` from
+``log_softmax``, :math:`\log(1 - \hat y_c)` from it without cancellation),
+so logits of :math:`\pm 100` give exact values. Keras'
+``CategoricalFocalCrossentropy`` has the same formula but applies
+``alpha=0.25`` unless told otherwise, and clips probabilities to
+:math:`[10^{-7}, 1 - 10^{-7}]`: for logits ``[100, -100]`` and target class
+1 it gives :math:`0.25 \cdot (-\log 10^{-7}) = 4.0295` where the exact value
+(with its :math:`\alpha = 0.25`) is :math:`0.25 \cdot 200 = 50`.
+""",
+
+    "expected_calibration_error": r"""
+Expected calibration error of the top-class confidence (Naeini et al., 2015; Guo et al., 2017).
+
+.. math:: \mathrm{ECE} = \sum_{b=1}^{B} \frac{|B_b|}{N}\,
+          \big|\operatorname{acc}(B_b) - \operatorname{conf}(B_b)\big|
+
+Each item's confidence :math:`\max_c p_c` falls into one of ``n_bins`` bins:
+``binning='width'`` cuts (0, 1] into equal, right-closed intervals;
+``binning='mass'`` sorts the items by confidence (ties in input order) and
+puts rank :math:`r` (from 0) into bin :math:`\lfloor rB/N \rfloor`, so every
+bin holds :math:`N/B` items, rounded. :math:`\operatorname{acc}` is the share
+of items whose argmax is the label, :math:`\operatorname{conf}` their mean
+confidence. 0 is perfect; the value depends on the binning: report it with
+the score. A 0-d array or tensor; 0 for no items.
+""",
+
+    "maximum_calibration_error": r"""
+Maximum calibration error: the largest gap of any non-empty bin.
+
+.. math:: \mathrm{MCE} = \max_{b:\,|B_b| > 0}\,
+          \big|\operatorname{acc}(B_b) - \operatorname{conf}(B_b)\big|
+
+The bins of :func:`expected_calibration_error` (``binning='width'`` or
+``'mass'``). A small bin can decide it: read it with the bin counts. A
+0-d array or tensor; 0 for no items.
+""",
+
+    "brier_score": r"""
+Brier score (Brier, 1950): squared distance between the predicted distribution and the one-hot label.
+
+.. math:: \mathrm{BS} = \frac{1}{N} \sum_{n=1}^{N} \sum_{c=1}^{K} \big(p_{n,c} - [y_n = c]\big)^2
+
+In :math:`[0, 2]`. For two classes it is twice the binary form
+:math:`(p - y)^2` of scikit-learn's ``brier_score_loss``. A proper scoring
+rule, like the cross-entropy, but bounded: a confident mistake costs at
+most 2, not :math:`+\infty`.
+""",
+
+    "fit_temperature": r"""
+The temperature :math:`T` that minimises the mean NLL of ``softmax(logits / T)`` (Guo et al., 2017).
+
+.. math:: T^\star = \arg\min_{T > 0}\; \frac{1}{N}\sum_{n=1}^{N}
+          \Big(\operatorname{LSE}(z_n / T) - z_{n, y_n} / T\Big)
+
+Fit it on held-out logits, never on the training set (where the NLL is
+smallest at a small :math:`T`). The NLL is convex in :math:`\beta = 1/T`
+(its second derivative is the variance of the logit under
+:math:`\operatorname{softmax}(\beta z)`), so a safeguarded Newton iteration on
+:math:`\beta` finds the minimum; :math:`T` is searched in :math:`[0.01, 100]`.
+When every prediction is right the NLL keeps falling as :math:`T \to 0`; the
+search then stops at the bound or where the NLL no longer changes in float64. Searched in float64; returns :math:`T` as a 0-d array or
+tensor of the logits' (loss) dtype.
+""",
+
 }
 
 

@@ -37,6 +37,8 @@ value checks (NaN, ranges, sums, labels) only while
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import NamedTuple
 
 from xentlib import _validate as V
@@ -314,6 +316,42 @@ class FrontDoor:
             self.distribution(y_true, "y_true", axis)
         self.logits(logits, "logits")
         return y_true, logits, axis
+
+    def focal(self, gamma, alpha, *, per_class=None, like=None):
+        """The focal losses' options: ``gamma >= 0``; ``alpha`` ``None``, a fraction or,
+        with ``per_class`` (the class count), a non-negative scalar or one weight per class."""
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
+            raise TypeError(f"gamma must be a non-negative float; got {gamma!r}")
+        gamma = float(gamma)
+        if not (gamma >= 0 and math.isfinite(gamma)):
+            raise ValueError(f"gamma must be non-negative and finite, e.g. 2.0; got {gamma}")
+        if alpha is None:
+            return gamma, None
+        if per_class is None:
+            return gamma, V.check_fraction("alpha", alpha)
+        if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
+            if not (alpha >= 0 and math.isfinite(alpha)):
+                raise ValueError(f"alpha must be a non-negative float or one weight per class; "
+                                 f"got {alpha!r}")
+            return gamma, float(alpha)
+        (alpha,) = self.floats((alpha, "alpha"), like=like)
+        shape = self.ops.shape(alpha)
+        if len(shape) != 1 or None not in (per_class, shape[0]) and shape[0] != per_class:
+            raise ValueError(f"alpha must be a scalar or have shape ({per_class},), one weight "
+                             f"per class; got shape {tuple(shape)}")
+        self.weights(alpha, "alpha")
+        return gamma, alpha
+
+    def calibration(self, labels, probs, n_bins, binning, axis):
+        """``expected_calibration_error``, ``maximum_calibration_error``: integer labels,
+        probabilities with a class axis, a bin count and a binning."""
+        n_bins = V.check_int("n_bins", n_bins, minimum=1)
+        if binning not in ("width", "mass"):
+            raise ValueError(f"binning must be 'width' (equal-width bins) or 'mass' "
+                             f"(equal-count bins); got {binning!r}")
+        labels, probs, *_, axis, _ = self.sparse(labels, probs, False, 0.0, None, None, axis,
+                                                 "mean", pred_name="probs")
+        return labels, probs, n_bins, axis
 
     def _classes(self, x, axis, name="y_pred"):
         if self.ops.shape(x)[axis] == 0:

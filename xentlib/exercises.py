@@ -331,6 +331,44 @@ def _cases_linear_cross_entropy():
     ]
 
 
+def _cases_focal(name):
+    r = _rng(name)
+    if name == "binary_focal_cross_entropy":
+        y, q, z = (r.random((3, 4)) > 0.5).astype(float), r.uniform(0.05, 0.95, (3, 4)), _logits(r, 3, 4)
+        extreme = (np.array([1.0, 0.0, 1.0]), np.array([100.0, -100.0, -100.0]))
+        weights = 0.25
+    else:
+        y, q, z = _onehot([1, 0, 2, 2], 3), _dist(r, 4, 3), _logits(r, 4, 3)
+        extreme = (np.array([[0.0, 1.0]]), np.array([[100.0, -100.0]]))
+        weights = np.array([0.5, 1.0, 2.0])
+    return [
+        _c(y, q, note="probabilities, gamma = 2"),
+        _c(y, z, from_logits=True, note="from_logits=True"),
+        _c(*extreme, from_logits=True, note="logits of +-100: exact in log space"),
+        _c(y, z, from_logits=True, gamma=0.0, note="gamma = 0: the plain cross-entropy"),
+        _c(y, z, from_logits=True, alpha=weights, note="alpha"),
+        _c(y, z, from_logits=True, label_smoothing=0.1, reduction="none",
+           note="label_smoothing=0.1, reduction='none'"),
+    ]
+
+
+def _cases_calibration(name):
+    r = _rng(name)
+    probs, labels = _dist(r, 40, 3), r.integers(0, 3, 40)
+    if name == "brier_score":
+        return [_c(labels, probs, note="40 items, 3 classes"),
+                _c(labels, probs, reduction="none", note="reduction='none'")]
+    return [_c(labels, probs, note="10 equal-width bins"),
+            _c(labels, probs, n_bins=4, binning="mass", note="4 equal-mass bins")]
+
+
+def _cases_fit_temperature():
+    r = _rng("fit_temperature")
+    z = _logits(r, 60, 4) * 3
+    labels = np.array([r.choice(4, p=np.exp(row / 2) / np.exp(row / 2).sum()) for row in z])
+    return [_c(z, labels, note="over-confident logits: T > 1")]
+
+
 _GENERATORS = {
     "logsumexp": _cases_logsumexp,
     "softmax": lambda: _lse_like("softmax"),
@@ -353,6 +391,12 @@ _GENERATORS = {
     "softmax_cross_entropy_grad": _cases_softmax_grad,
     "sigmoid_cross_entropy_grad": _cases_sigmoid_grad,
     "linear_cross_entropy": _cases_linear_cross_entropy,
+    "binary_focal_cross_entropy": lambda: _cases_focal("binary_focal_cross_entropy"),
+    "categorical_focal_cross_entropy": lambda: _cases_focal("categorical_focal_cross_entropy"),
+    "expected_calibration_error": lambda: _cases_calibration("expected_calibration_error"),
+    "maximum_calibration_error": lambda: _cases_calibration("maximum_calibration_error"),
+    "brier_score": lambda: _cases_calibration("brier_score"),
+    "fit_temperature": _cases_fit_temperature,
     "gradient_descent": _cases_gradient_descent,
 }
 

@@ -55,6 +55,8 @@ __all__ = [
     "mean_squared_error", "gaussian_nll", "perplexity",
     "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
     "linear_cross_entropy",
+    "binary_focal_cross_entropy", "categorical_focal_cross_entropy",
+    "expected_calibration_error", "maximum_calibration_error", "brier_score", "fit_temperature",
     "gradient_descent",
 ]
 
@@ -407,6 +409,198 @@ def sigmoid_cross_entropy_grad(y_true, logits):
     """
     y_true, logits, _ = _fd.gradient(y_true, logits)
     return (sigmoid(_compute(logits)) - _compute(y_true)).astype(logits.dtype)
+
+
+# ---- focal losses ---------------------------------------------------------------------
+
+def _log_miss_binary(y, log_p, log_not_p):
+    r""":math:`\log(1 - p_t) = \log\big(y\,(1-\hat y) + (1-y)\,\hat y\big)` from the two log-probabilities."""
+    with np.errstate(divide="ignore"):
+        return np.logaddexp(np.log(y) + log_not_p, np.log1p(-y) + log_p)
+
+
+def _log_one_minus_softmax(z, axis):
+    r""":math:`\log(1 - \operatorname{softmax}(z)_c)` without cancellation: the log-sum-exp of
+    the *other* classes (prefix and suffix log-sum-exps) minus the log-sum-exp of all."""
+    z = np.moveaxis(z, axis, -1)
+    pad = np.full(z.shape[:-1] + (1,), -np.inf, z.dtype)
+    before = np.concatenate([pad, np.logaddexp.accumulate(z, axis=-1)[..., :-1]], axis=-1)
+    after = np.concatenate([np.logaddexp.accumulate(z[..., ::-1], axis=-1)[..., ::-1][..., 1:],
+                            pad], axis=-1)
+    others = np.logaddexp(before, after) - logsumexp(z, axis=-1, keepdims=True)
+    return np.moveaxis(others, -1, axis)
+
+
+def _per_class(weight, ndim, axis):
+    """A per-class weight vector shaped to broadcast along ``axis`` (a scalar as it is)."""
+    if np.ndim(weight) == 0:
+        return weight
+    shape = [1] * ndim
+    shape[axis] = -1
+    return weight.reshape(shape)
+
+
+@shared
+def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
+                               label_smoothing=0.0, reduction="mean"):
+    """
+    >>> from xentlib import numpy as xl
+    >>> round(float(xl.binary_focal_cross_entropy([1.0, 0.0], [0.9, 0.2])), 6)
+    0.00499
+    >>> float(xl.binary_focal_cross_entropy([1.0], [-100.0], from_logits=True))
+    100.0
+    """
+    y_true, y_pred, label_smoothing, _ = _fd.binary(
+        y_true, y_pred, from_logits, label_smoothing, None, reduction)
+    gamma, alpha = _fd.focal(gamma, alpha)
+    y = _compute(y_true) * (1 - label_smoothing) + label_smoothing / 2
+    if from_logits:
+        z = _compute(y_pred)
+        log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
+        miss = np.exp(gamma * _log_miss_binary(y, log_p, log_not_p))
+    else:
+        q = np.clip(_compute(y_pred), 0, 1)
+        with np.errstate(divide="ignore"):
+            log_p, log_not_p = np.log(q), np.log1p(-q)
+        miss = (y * (1 - q) + (1 - y) * q) ** gamma
+    per_elem = -(_times(y, log_p) + _times(1 - y, log_not_p))
+    if gamma:
+        per_elem = _times(miss, per_elem)
+    if alpha is not None:
+        per_elem = _times(alpha * y + (1 - alpha) * (1 - y), per_elem)
+    return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
+
+
+@shared
+def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
+                                    label_smoothing=0.0, axis=-1, reduction="mean"):
+    """
+    >>> from xentlib import numpy as xl
+    >>> float(xl.categorical_focal_cross_entropy([[0.0, 1.0]], [[100.0, -100.0]],
+    ...                                          alpha=0.25, from_logits=True))
+    50.0
+    """
+    y_true, y_pred, label_smoothing, axis = _fd.categorical(
+        y_true, y_pred, from_logits, label_smoothing, axis, reduction)
+    gamma, alpha = _fd.focal(gamma, alpha, per_class=y_pred.shape[axis], like=y_pred)
+    target = _smoothed(y_true, label_smoothing, axis)
+    z = _compute(y_pred)
+    if from_logits:
+        log_q = log_softmax(z, axis=axis)
+        miss = np.exp(gamma * _log_one_minus_softmax(z, axis))
+    else:
+        with np.errstate(divide="ignore"):
+            log_q = np.log(z)
+        miss = np.clip(1 - z, 0, 1) ** gamma
+    terms = -_times(target, log_q)
+    if gamma:
+        terms = _times(miss, terms)
+    if alpha is not None:
+        terms = _times(_per_class(_compute(np.asarray(alpha)), z.ndim, axis), terms)
+    return _reduce(terms.sum(axis=axis), reduction).astype(_loss_dtype(y_pred))
+
+
+# ---- calibration ----------------------------------------------------------------------
+
+def _calibration_bins(labels, probs, n_bins, binning, axis):
+    """Count and ``|sum(correct - confidence)|`` of each non-empty bin (float64)."""
+    probs = np.moveaxis(probs.astype(np.float64), axis, -1)
+    probs = probs.reshape(-1, probs.shape[-1])
+    confidence = probs.max(axis=-1)
+    correct = probs.argmax(axis=-1) == labels.reshape(-1)
+    if binning == "width":
+        bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    else:
+        bins = np.empty(len(confidence), np.int64)
+        ranks = np.arange(len(confidence))
+        bins[np.argsort(confidence, kind="stable")] = ranks * n_bins // max(len(ranks), 1)
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=correct - confidence, minlength=n_bins))
+    kept = count > 0
+    return count[kept], gap[kept]
+
+
+@shared
+def expected_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
+    """
+    >>> from xentlib import numpy as xl
+    >>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
+    >>> round(float(xl.expected_calibration_error([0, 1, 1, 0], p, n_bins=2)), 4)
+    0.275
+    >>> round(float(xl.expected_calibration_error([0, 1, 1, 0], p, n_bins=2, binning="mass")), 4)
+    0.275
+    """
+    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
+    count, gap = _calibration_bins(labels, probs, n_bins, binning, axis)
+    return np.asarray(gap.sum() / count.sum() if count.size else 0.0, _loss_dtype(probs))[()]
+
+
+@shared
+def maximum_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
+    """
+    >>> from xentlib import numpy as xl
+    >>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
+    >>> round(float(xl.maximum_calibration_error([0, 1, 1, 0], p, n_bins=2, binning="mass")), 4)
+    0.425
+    """
+    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
+    count, gap = _calibration_bins(labels, probs, n_bins, binning, axis)
+    return np.asarray((gap / count).max() if count.size else 0.0, _loss_dtype(probs))[()]
+
+
+@shared
+def brier_score(labels, probs, *, axis=-1, reduction="mean"):
+    """
+    >>> from xentlib import numpy as xl
+    >>> round(float(xl.brier_score([0, 1], [[0.9, 0.1], [0.4, 0.6]])), 6)
+    0.17
+    """
+    labels, probs, *_, axis, _ = _fd.sparse(labels, probs, False, 0.0, None, None, axis,
+                                            reduction, pred_name="probs")
+    p = np.moveaxis(_compute(probs), axis, -1)
+    one_hot = np.arange(p.shape[-1]) == labels[..., None]
+    return _reduce(((p - one_hot) ** 2).sum(axis=-1), reduction).astype(_loss_dtype(probs))
+
+
+def _minimise_convex(slope_and_curvature, low, high, steps=200):
+    """Minimiser in [low, high] of a convex function of one variable: Newton steps that stay
+    inside a bracket, else bisection (geometric, for a scale)."""
+    x = 1.0
+    for _ in range(steps):
+        slope, curvature = slope_and_curvature(x)
+        if slope == 0:
+            return x
+        low, high = (low, x) if slope > 0 else (x, high)
+        newton = x - slope / curvature if curvature > 0 else -1.0
+        step = newton if low < newton < high else float(np.sqrt(low * high))
+        if abs(step - x) <= 1e-12 * x:
+            return step
+        x = step
+    return x
+
+
+@shared
+def fit_temperature(logits, labels, *, axis=-1):
+    """
+    >>> import numpy as np
+    >>> from xentlib import numpy as xl
+    >>> z = np.array([[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    >>> round(float(xl.fit_temperature(z, [0, 0, 1, 1])), 4)  # 3 of 4 right: softmax(z/T) = 0.75
+    3.641
+    """
+    labels, logits, *_, axis, _ = _fd.sparse(labels, logits, True, 0.0, None, None, axis,
+                                             "mean", pred_name="logits")
+    z = np.moveaxis(logits.astype(np.float64), axis, -1)
+    z = z.reshape(-1, z.shape[-1])
+    z_y = np.take_along_axis(z, labels.reshape(-1, 1), axis=-1)[:, 0]
+
+    def slope_and_curvature(beta):  # d/d(beta) and d2/d(beta)2 of the mean NLL at beta = 1/T
+        p = softmax(beta * z)
+        mean_z = (p * z).sum(axis=-1)
+        return (mean_z - z_y).mean(), (p * (z - mean_z[:, None]) ** 2).sum(axis=-1).mean()
+
+    beta = _minimise_convex(slope_and_curvature, low=0.01, high=100.0) if len(z) else 1.0
+    return np.asarray(1.0 / beta, _loss_dtype(logits))[()]
 
 
 # ---- optimisation -------------------------------------------------------------------

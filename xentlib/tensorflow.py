@@ -56,6 +56,8 @@ __all__ = [
     "mean_squared_error", "gaussian_nll", "perplexity",
     "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
     "linear_cross_entropy",
+    "binary_focal_cross_entropy", "categorical_focal_cross_entropy",
+    "expected_calibration_error", "maximum_calibration_error", "brier_score", "fit_temperature",
     "keras_loss",
 ]
 
@@ -621,6 +623,175 @@ def sigmoid_cross_entropy_grad(y_true, logits):
     y_true, logits, _ = _fd.gradient(y_true, logits)
     y, z = _common(y_true, logits)
     return tf.cast(tf.sigmoid(z) - y, logits.dtype)
+
+
+# ---- focal losses ---------------------------------------------------------------------
+
+def _log_one_minus_softmax(z, axis):
+    r""":math:`\log(1 - \operatorname{softmax}(z)_c)` without cancellation (see the NumPy reference)."""
+    z = move_to_last(z, axis)
+    pad = tf.fill(tf.concat([tf.shape(z)[:-1], [1]], 0), tf.constant(-np.inf, z.dtype))
+    before = tf.concat([pad, tf.math.cumulative_logsumexp(z, axis=-1)[..., :-1]], -1)
+    after = tf.concat([tf.math.cumulative_logsumexp(z, axis=-1, reverse=True)[..., 1:], pad], -1)
+    others = _logaddexp(before, after) - tf.reduce_logsumexp(z, axis=-1, keepdims=True)
+    return _move_back(others, axis)
+
+
+def _logaddexp(a, b):
+    r""":math:`\log(e^a + e^b)`; :math:`-\infty` when both are."""
+    top = tf.maximum(a, b)
+    top = tf.where(tf.math.is_inf(top), tf.zeros_like(top), top)
+    return top + tf.math.log(tf.exp(a - top) + tf.exp(b - top))
+
+
+def _move_back(x, axis):
+    """Undo :func:`move_to_last`."""
+    rank = x.shape.rank
+    if axis == rank - 1:
+        return x
+    perm = list(range(rank - 1))
+    perm.insert(axis, rank - 1)
+    return tf.transpose(x, perm)
+
+
+@shared
+def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
+                               label_smoothing=0.0, reduction="mean"):
+    """
+    ``keras.losses.BinaryFocalCrossentropy`` with ``apply_class_balancing=True``
+    is ``alpha`` given here; Keras clips probabilities, so it saturates at
+    large logits where this stays exact.
+
+    >>> from xentlib import tensorflow as xl
+    >>> float(xl.binary_focal_cross_entropy([1.0], [-100.0], from_logits=True))
+    100.0
+    """
+    y_true, y_pred, label_smoothing, _ = _fd.binary(
+        y_true, y_pred, from_logits, label_smoothing, None, reduction)
+    gamma, alpha = _fd.focal(gamma, alpha)
+    z = _compute(y_pred)
+    y = tf.cast(_compute(y_true), z.dtype) * (1 - label_smoothing) + label_smoothing / 2
+    if from_logits:
+        log_p, log_not_p = tf.math.log_sigmoid(z), tf.math.log_sigmoid(-z)
+        miss = tf.exp(gamma * _logaddexp(tf.math.log(y) + log_not_p, tf.math.log1p(-y) + log_p))
+    else:
+        q = tf.clip_by_value(z, 0, 1)
+        log_p, log_not_p = tf.math.log(q), tf.math.log1p(-q)
+        miss = (y * (1 - q) + (1 - y) * q) ** gamma
+    per_elem = -(_times(y, log_p) + _times(1 - y, log_not_p))
+    if gamma:
+        per_elem = _times(miss, per_elem)
+    if alpha is not None:
+        per_elem = _times(alpha * y + (1 - alpha) * (1 - y), per_elem)
+    return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
+
+
+@shared
+def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
+                                    label_smoothing=0.0, axis=-1, reduction="mean"):
+    """
+    ``keras.losses.CategoricalFocalCrossentropy`` applies ``alpha=0.25`` by
+    default and clips probabilities: at logits ``[100, -100]``, target class 1,
+    it returns 4.0295 where this returns 50 (with ``alpha=0.25``).
+
+    >>> from xentlib import tensorflow as xl
+    >>> float(xl.categorical_focal_cross_entropy([[0.0, 1.0]], [[100.0, -100.0]],
+    ...                                          alpha=0.25, from_logits=True))
+    50.0
+    """
+    y_true, y_pred, label_smoothing, axis = _fd.categorical(
+        y_true, y_pred, from_logits, label_smoothing, axis, reduction)
+    gamma, alpha = _fd.focal(gamma, alpha, per_class=y_pred.shape[axis], like=y_pred)
+    z = _compute(y_pred)
+    target = tf.cast(_smoothed(y_true, label_smoothing, axis), z.dtype)
+    if from_logits:
+        log_q = tf.nn.log_softmax(z, axis=axis)
+        miss = tf.exp(gamma * _log_one_minus_softmax(z, axis))
+    else:
+        log_q = _log(z)
+        miss = tf.clip_by_value(1 - z, 0, 1) ** gamma
+    terms = -_times(target, log_q)
+    if gamma:
+        terms = _times(miss, terms)
+    if alpha is not None:
+        weight = tf.cast(alpha, z.dtype)
+        if weight.shape.rank:
+            weight = tf.reshape(weight, [-1 if d == axis else 1 for d in range(z.shape.rank)])
+        terms = _times(weight + tf.zeros_like(terms), terms)
+    return tf.cast(_reduce(tf.reduce_sum(terms, axis=axis), reduction), _loss_dtype(y_pred))
+
+
+# ---- calibration ----------------------------------------------------------------------
+
+@shared
+def expected_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
+    """
+    A metric, not a loss: eager tensors only; the bins are formed by the NumPy
+    reference.
+
+    >>> from xentlib import tensorflow as xl
+    >>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
+    >>> round(float(xl.expected_calibration_error([0, 1, 1, 0], p, n_bins=2)), 4)
+    0.275
+    """
+    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
+    value = _reference().expected_calibration_error(labels.numpy(), probs.numpy(), n_bins=n_bins,
+                                                    binning=binning, axis=axis)
+    return tf.constant(float(value), _loss_dtype(probs))
+
+
+@shared
+def maximum_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
+    """
+    A metric, not a loss: eager tensors only; the bins are formed by the NumPy
+    reference.
+
+    >>> from xentlib import tensorflow as xl
+    >>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
+    >>> round(float(xl.maximum_calibration_error([0, 1, 1, 0], p, n_bins=2, binning="mass")), 4)
+    0.425
+    """
+    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
+    value = _reference().maximum_calibration_error(labels.numpy(), probs.numpy(), n_bins=n_bins,
+                                                   binning=binning, axis=axis)
+    return tf.constant(float(value), _loss_dtype(probs))
+
+
+@shared
+def brier_score(labels, probs, *, axis=-1, reduction="mean"):
+    """
+    >>> from xentlib import tensorflow as xl
+    >>> round(float(xl.brier_score([0, 1], [[0.9, 0.1], [0.4, 0.6]])), 6)
+    0.17
+    """
+    labels, probs, *_, axis, num_classes = _fd.sparse(labels, probs, False, 0.0, None, None,
+                                                      axis, reduction, pred_name="probs")
+    p = move_to_last(_compute(probs), axis)
+    one_hot = tf.one_hot(labels, num_classes, dtype=p.dtype)
+    per_item = tf.reduce_sum(tf.square(p - one_hot), axis=-1)
+    return tf.cast(_reduce(per_item, reduction), _loss_dtype(probs))
+
+
+@shared
+def fit_temperature(logits, labels, *, axis=-1):
+    """
+    Eager tensors only; the one-dimensional search runs in the NumPy reference
+    (float64).
+
+    >>> from xentlib import tensorflow as xl
+    >>> z = [[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]]
+    >>> round(float(xl.fit_temperature(z, [0, 0, 1, 1])), 4)
+    3.641
+    """
+    labels, logits, *_, axis, _ = _fd.sparse(labels, logits, True, 0.0, None, None, axis,
+                                             "mean", pred_name="logits")
+    value = _reference().fit_temperature(logits.numpy(), labels.numpy(), axis=axis)
+    return tf.constant(float(value), _loss_dtype(logits))
+
+
+def _reference():
+    from xentlib import numpy
+    return numpy
 
 
 # ---- Keras ---------------------------------------------------------------------------

@@ -48,6 +48,8 @@ __all__ = [
     "mean_squared_error", "gaussian_nll", "perplexity",
     "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
     "linear_cross_entropy", "vocab_parallel_cross_entropy",
+    "binary_focal_cross_entropy", "categorical_focal_cross_entropy",
+    "expected_calibration_error", "maximum_calibration_error", "brier_score", "fit_temperature",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -604,3 +606,156 @@ def sigmoid_cross_entropy_grad(y_true, logits):
     """
     y_true, logits, _ = _fd.gradient(y_true, logits)
     return (torch.sigmoid(_compute(logits)) - _compute(y_true)).to(logits.dtype)
+
+
+# ---- focal losses ---------------------------------------------------------------------
+
+def _log_one_minus_softmax(z, axis):
+    r""":math:`\log(1 - \operatorname{softmax}(z)_c)` without cancellation (see the NumPy reference)."""
+    z = z.movedim(axis, -1)
+    pad = torch.full(z.shape[:-1] + (1,), -math.inf, dtype=z.dtype, device=z.device)
+    before = torch.cat([pad, torch.logcumsumexp(z, dim=-1)[..., :-1]], dim=-1)
+    after = torch.cat([torch.logcumsumexp(z.flip(-1), dim=-1).flip(-1)[..., 1:], pad], dim=-1)
+    others = torch.logaddexp(before, after) - torch.logsumexp(z, dim=-1, keepdim=True)
+    return others.movedim(-1, axis)
+
+
+@shared
+def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
+                               label_smoothing=0.0, reduction="mean"):
+    """
+    Equals ``torchvision.ops.sigmoid_focal_loss(z, y, alpha, gamma)`` with the
+    same ``alpha`` (torchvision's default is 0.25; ``alpha=None`` here is its
+    ``alpha=-1``).
+
+    >>> from xentlib import torch as xl
+    >>> float(xl.binary_focal_cross_entropy([1.0], [-100.0], from_logits=True))
+    100.0
+    """
+    y_true, y_pred, label_smoothing, _ = _fd.binary(
+        y_true, y_pred, from_logits, label_smoothing, None, reduction)
+    gamma, alpha = _fd.focal(gamma, alpha)
+    z = _compute(y_pred)
+    y = _compute(y_true).to(z.dtype) * (1 - label_smoothing) + label_smoothing / 2
+    if from_logits:
+        log_p, log_not_p = F.logsigmoid(z), F.logsigmoid(-z)
+        miss = torch.exp(gamma * torch.logaddexp(torch.log(y) + log_not_p,
+                                                 torch.log1p(-y) + log_p))
+    else:
+        q = torch.clamp(z, 0, 1)
+        log_p, log_not_p = torch.log(q), torch.log1p(-q)
+        miss = (y * (1 - q) + (1 - y) * q) ** gamma
+    per_elem = -(_times(y, log_p) + _times(1 - y, log_not_p))
+    if gamma:
+        per_elem = _times(miss, per_elem)
+    if alpha is not None:
+        per_elem = _times(alpha * y + (1 - alpha) * (1 - y), per_elem)
+    return _reduce(per_elem, reduction).to(_loss_dtype(y_pred))
+
+
+@shared
+def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
+                                    label_smoothing=0.0, axis=-1, reduction="mean"):
+    """
+    >>> from xentlib import torch as xl
+    >>> float(xl.categorical_focal_cross_entropy([[0.0, 1.0]], [[100.0, -100.0]],
+    ...                                          alpha=0.25, from_logits=True))
+    50.0
+    """
+    y_true, y_pred, label_smoothing, axis = _fd.categorical(
+        y_true, y_pred, from_logits, label_smoothing, axis, reduction)
+    gamma, alpha = _fd.focal(gamma, alpha, per_class=y_pred.shape[axis], like=y_pred)
+    z = _compute(y_pred)
+    target = _smoothed(y_true, label_smoothing, axis).to(z.dtype)
+    if from_logits:
+        log_q = torch.log_softmax(z, dim=axis)
+        miss = torch.exp(gamma * _log_one_minus_softmax(z, axis))
+    else:
+        log_q = torch.log(z)
+        miss = torch.clamp(1 - z, 0, 1) ** gamma
+    terms = -_times(target, log_q)
+    if gamma:
+        terms = _times(miss, terms)
+    if alpha is not None:
+        weight = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
+        if weight.ndim:
+            weight = weight.reshape([-1 if d == axis else 1 for d in range(z.ndim)])
+        terms = _times(weight, terms)
+    return _reduce(terms.sum(dim=axis), reduction).to(_loss_dtype(y_pred))
+
+
+# ---- calibration ----------------------------------------------------------------------
+
+def _host(x):
+    return x.detach().cpu().numpy()
+
+
+@shared
+def expected_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
+    """
+    A metric, not a loss: the bins are formed on the host by the NumPy reference.
+
+    >>> import torch
+    >>> from xentlib import torch as xl
+    >>> p = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]])
+    >>> round(float(xl.expected_calibration_error(torch.tensor([0, 1, 1, 0]), p, n_bins=2)), 4)
+    0.275
+    """
+    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
+    value = _reference().expected_calibration_error(_host(labels), _host(probs), n_bins=n_bins,
+                                                    binning=binning, axis=axis)
+    return torch.tensor(float(value), dtype=_loss_dtype(probs), device=probs.device)
+
+
+@shared
+def maximum_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
+    """
+    A metric, not a loss: the bins are formed on the host by the NumPy reference.
+
+    >>> import torch
+    >>> from xentlib import torch as xl
+    >>> p = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]])
+    >>> labels = torch.tensor([0, 1, 1, 0])
+    >>> round(float(xl.maximum_calibration_error(labels, p, n_bins=2, binning="mass")), 4)
+    0.425
+    """
+    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
+    value = _reference().maximum_calibration_error(_host(labels), _host(probs), n_bins=n_bins,
+                                                   binning=binning, axis=axis)
+    return torch.tensor(float(value), dtype=_loss_dtype(probs), device=probs.device)
+
+
+@shared
+def brier_score(labels, probs, *, axis=-1, reduction="mean"):
+    """
+    >>> from xentlib import torch as xl
+    >>> round(float(xl.brier_score([0, 1], [[0.9, 0.1], [0.4, 0.6]])), 6)
+    0.17
+    """
+    labels, probs, *_, axis, _ = _fd.sparse(labels, probs, False, 0.0, None, None, axis,
+                                            reduction, pred_name="probs")
+    p = _compute(probs).movedim(axis, -1)
+    one_hot = F.one_hot(labels.long(), p.shape[-1]).to(p.dtype)
+    return _reduce(((p - one_hot) ** 2).sum(dim=-1), reduction).to(_loss_dtype(probs))
+
+
+@shared
+def fit_temperature(logits, labels, *, axis=-1):
+    """
+    The one-dimensional search runs on the host (NumPy reference, float64).
+
+    >>> import torch
+    >>> from xentlib import torch as xl
+    >>> z = torch.tensor([[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    >>> round(float(xl.fit_temperature(z, torch.tensor([0, 0, 1, 1]))), 4)
+    3.641
+    """
+    labels, logits, *_, axis, _ = _fd.sparse(labels, logits, True, 0.0, None, None, axis,
+                                             "mean", pred_name="logits")
+    value = _reference().fit_temperature(_host(logits), _host(labels), axis=axis)
+    return torch.tensor(float(value), dtype=_loss_dtype(logits), device=logits.device)
+
+
+def _reference():
+    from xentlib import numpy
+    return numpy
