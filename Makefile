@@ -20,12 +20,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 env: $(STAMP)
 
-# Another CPU, emulated (CONTRIBUTING.md): torch's generic kernels, an older OpenBLAS core for
-# NumPy/SciPy, TensorFlow through oneDNN limited to AVX2. Exact cells must still match and every
-# claim must still hold.
-OPENBLAS_OTHER_CORE := $(if $(filter aarch64 arm64,$(shell uname -m)),ARMV8,Prescott)
-EMULATED_CPU := ATEN_CPU_CAPABILITY=default OPENBLAS_CORETYPE=$(OPENBLAS_OTHER_CORE) \
-  TF_ENABLE_ONEDNN_OPTS=1 ONEDNN_MAX_CPU_ISA=AVX2
+# Another CPU, emulated (CONTRIBUTING.md, scripts/emulated_cpu.py): other torch, OpenBLAS, NumPy
+# and TensorFlow kernels. Exact cells must still match and every claim must still hold.
+EMULATED_CPU := $(shell $(PYTHON) scripts/emulated_cpu.py)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.cfg
 
 # Library tests, doctests and every notebook (nbval: exact cells compared, claims checked),
@@ -58,7 +55,7 @@ book: env
 NB ?= $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
 notebooks: env
 	for nb in $(NB); do (cd "$$(dirname $$nb)" && $(abspath $(VENV))/bin/jupyter execute --inplace \
-	  --timeout=600 "$$(basename $$nb)") || exit 1; done
+	  --timeout=600 "$$(basename $$nb)") && $(PY) scripts/tidy_outputs.py "$$nb" || exit 1; done
 
 clean:
 	rm -rf _build .pytest_cache

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -24,14 +23,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-# The same settings as EMULATED_CPU in the Makefile: generic torch kernels, an older
-# OpenBLAS core, and TensorFlow through oneDNN limited to AVX2.
-EMULATED_CPU = {
-    "ATEN_CPU_CAPABILITY": "default",
-    "TF_ENABLE_ONEDNN_OPTS": "1",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "OPENBLAS_CORETYPE": "ARMV8" if platform.machine() in ("aarch64", "arm64") else "Prescott",
-}
+from emulated_cpu import EMULATED_CPU  # the same settings as `make test`
 
 
 def run(notebook: Path, env: dict[str, str]) -> tuple[list[dict], str | None]:
