@@ -364,3 +364,27 @@ def test_errors_show_the_cell_line_and_the_error_only(outside_run):
 def test_the_wheel_ships_the_data_files(outside_run):
     _, _, printed = outside_run
     assert "speech_digits.npz" in printed[2], "the wheel ships no data files: " + printed[2]
+
+
+def test_dataframe_html_becomes_a_table():
+    """The PDF typesets a DataFrame's HTML output as a table (book/_ext/reader.py)."""
+    html = ('<div><style>.x {}</style><table class="dataframe"><thead><tr><th></th><th>loss</th>'
+            "</tr><tr><th>model</th><th></th></tr></thead><tbody><tr><th>small</th><td>0.11</td>"
+            "</tr></tbody></table></div>")
+    table = reader.html_table_to_docutils(html)
+    rows = [[e.astext() for e in row.children] for row in table.findall(reader.nodes.row)]
+    assert rows == [["", "loss"], ["model", ""], ["small", "0.11"]]
+    assert len(list(table.findall(reader.nodes.thead))[0].children) == 2
+    assert reader.html_table_to_docutils("<p>no table</p>") is None
+
+
+def test_bibliography_labels_are_author_year():
+    from pybtex.database import Entry, Person
+    def entry(*names, year="2016"):
+        return Entry("article", fields={"year": year, "title": "T"},
+                     persons={"author": [Person(n) for n in names]})
+    assert reader.author_year_label(entry("Shannon, Claude")) == "Shannon, 2016"
+    assert reader.author_year_label(entry("Cho, K.", "Bengio, Y.")) == "Cho and Bengio, 2016"
+    assert reader.author_year_label(entry("Szegedy, C.", "Vanhoucke, V.", "Ioffe, S.")) == \
+        "Szegedy et al., 2016"
+    assert reader.author_year_label(entry("van Merriënboer, Bart")) == "van Merriënboer, 2016"
