@@ -380,10 +380,10 @@ GRAPH_CASES = {
     "categorical": (lambda y, z: xl.categorical_cross_entropy(y, z, from_logits=True,
                                                                label_smoothing=0.1), "float"),
     "categorical_prob": (lambda y, z: xl.categorical_cross_entropy(y, xl.softmax(z)), "float"),
-    "sparse": (lambda l, z: xl.sparse_categorical_cross_entropy(
-        l, z, from_logits=True, ignore_index=-1, class_weight=[1.0, 2.0, 0.5, 1.0],
+    "sparse": (lambda labels, z: xl.sparse_categorical_cross_entropy(
+        labels, z, from_logits=True, ignore_index=-1, class_weight=[1.0, 2.0, 0.5, 1.0],
         label_smoothing=0.1), "int"),
-    "perplexity": (lambda l, z: xl.perplexity(l, z, ignore_index=-1), "int"),
+    "perplexity": (lambda labels, z: xl.perplexity(labels, z, ignore_index=-1), "int"),
     "binary": (lambda y, z: xl.binary_cross_entropy(y, z, from_logits=True,
                                                     pos_weight=[1.0, 2.0, 3.0, 4.0]), "float"),
     "binary_prob": (lambda y, z: xl.binary_cross_entropy(y, xl.sigmoid(z), reduction="none"), "float"),

@@ -111,7 +111,7 @@ BAD = [
 
 def _ids():
     seen = {}
-    for fn, *_ , match in BAD:
+    for fn, *_ in BAD:
         seen[fn] = seen.get(fn, 0) + 1
         yield f"{fn}-{seen[fn]}"
 

@@ -78,8 +78,10 @@ def test_smoothing_in_the_compute_dtype(dtype):
 @pytest.mark.parametrize("device", DEVICES)
 def test_torch_tensors_created_on_the_input_device(device):
     z = torch.zeros(2, 3, device=device)
-    assert xt.sparse_categorical_cross_entropy([0, 1], z, from_logits=True, class_weight=[1.0, 2.0, 3.0]).device == z.device
-    assert xt.binary_cross_entropy([[0.0, 1, 0], [1, 0, 1]], z, from_logits=True, pos_weight=[1.0, 2, 3]).device == z.device
+    weighted = xt.sparse_categorical_cross_entropy([0, 1], z, from_logits=True, class_weight=[1.0, 2.0, 3.0])
+    assert weighted.device == z.device
+    binary = xt.binary_cross_entropy([[0.0, 1, 0], [1, 0, 1]], z, from_logits=True, pos_weight=[1.0, 2, 3])
+    assert binary.device == z.device
     assert xt.gaussian_nll([[0.0] * 3] * 2, z, [1.0, 2.0, 3.0]).device == z.device
 
 
@@ -163,7 +165,8 @@ def test_sparse_on_probabilities_zero_times_inf(xl):
     (lambda xl: xl.sparse_categorical_cross_entropy(np.zeros(2, int), np.zeros((2, 0))), "y_pred has no classes"),
     (lambda xl: xl.softmax(np.float64(1.0)), "x is a scalar"),
     (lambda xl: xl.entropy(np.float64(1.0)), "p is a scalar"),
-    (lambda xl: xl.gaussian_nll(np.zeros(3), np.zeros(3), np.ones((3, 1))), "variance must be a scalar or broadcastable"),
+    (lambda xl: xl.gaussian_nll(np.zeros(3), np.zeros(3), np.ones((3, 1))),
+     "variance must be a scalar or broadcastable"),
     (lambda xl: xl.binary_cross_entropy(np.float64(1.0), np.float64(0.5), pos_weight=np.ones(3)), "pos_weight must"),
 ], ids=["cce-C0", "entropy-C0", "joint-0x0", "scce-C0", "softmax-0d", "entropy-0d", "variance-N1", "pos_weight-0d"])
 def test_named_value_errors(xl, call, match):

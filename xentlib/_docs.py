@@ -187,7 +187,8 @@ under Gaussian noise: :math:`\mathrm{MSE} = 2\sigma^2 (\mathrm{NLL} - \tfrac12\l
     "perplexity": r"""
 Perplexity: the exponential of the mean token negative log-likelihood.
 
-.. math:: \mathrm{PPL} = \exp\Big(\frac{1}{|\mathcal K|}\sum_{t \in \mathcal K} -\log \operatorname{softmax}(z_t)_{y_t}\Big)
+.. math:: \mathrm{PPL} = \exp\Big(\frac{1}{|\mathcal K|}
+          \sum_{t \in \mathcal K} -\log \operatorname{softmax}(z_t)_{y_t}\Big)
 
 over the tokens :math:`\mathcal K` not equal to ``ignore_index``. The mean
 is taken in log space (log-softmax), so large vocabularies and confident
@@ -315,9 +316,103 @@ tensor of the logits' (loss) dtype.
 
 }
 
+# The doctests that read the same in every backend, written once: ``shared`` puts them in
+# each backend's docstring after ``from xentlib import <backend> as xl``, so each still runs
+# against its own backend.
+EXAMPLES = {
+    "logsumexp": """
+>>> float(xl.logsumexp([1000.0, 1000.0]))   # naive: log(inf) = inf
+1000.6931471805599
+""",
+    "softmax": """
+>>> [round(float(v), 4) for v in xl.softmax([1.0, 2.0, 3.0])]
+[0.09, 0.2447, 0.6652]
+""",
+    "log_softmax": """
+>>> [float(v) for v in xl.log_softmax([0.0, 1000.0])]
+[-1000.0, 0.0]
+""",
+    "sigmoid": """
+>>> [float(v) for v in xl.sigmoid([-1000.0, 0.0, 1000.0])]
+[0.0, 0.5, 1.0]
+""",
+    "log_sigmoid": """
+>>> [round(float(v), 6) for v in xl.log_sigmoid([-1000.0, 0.0])]
+[-1000.0, -0.693147]
+""",
+    "smooth_labels": """
+>>> [float(v) for v in xl.smooth_labels([0.0, 1.0, 0.0, 0.0], 0.1)]
+[0.025, 0.925, 0.025, 0.025]
+""",
+    "sparse_categorical_cross_entropy": """
+>>> z = [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]
+>>> round(float(xl.sparse_categorical_cross_entropy([0, 2], z, from_logits=True)), 6)
+0.175456
+""",
+    "perplexity": """
+>>> float(xl.perplexity([0, 1, 2], [[0.0, 0.0, 0.0]] * 3))   # uniform over 3
+3.0
+""",
+    "softmax_cross_entropy_grad": """
+>>> [float(v) for v in xl.softmax_cross_entropy_grad([0.0, 1.0], [0.0, 0.0])]
+[0.5, -0.5]
+""",
+    "sigmoid_cross_entropy_grad": """
+>>> [float(v) for v in xl.sigmoid_cross_entropy_grad([1.0, 0.0], [0.0, 0.0])]
+[-0.5, 0.5]
+""",
+    "entropy": """
+>>> float(xl.entropy([0.5, 0.5], base=2))
+1.0
+""",
+    "cross_entropy": """
+>>> round(float(xl.cross_entropy([0.6, 0.2, 0.2], [0.5, 0.3, 0.2])), 6)
+0.97857
+""",
+    "kl_divergence": """
+>>> round(float(xl.kl_divergence([0.6, 0.2, 0.2], [0.5, 0.3, 0.2])), 6)
+0.0283
+""",
+    "joint_entropy": """
+>>> float(xl.joint_entropy([[0.25, 0.25], [0.25, 0.25]], base=2))
+2.0
+""",
+    "conditional_entropy": """
+>>> float(xl.conditional_entropy([[0.5, 0.0], [0.0, 0.5]]))   # Y = X: no doubt left
+0.0
+""",
+    "mutual_information": """
+>>> float(xl.mutual_information([[0.5, 0.0], [0.0, 0.5]], base=2))   # one shared bit
+1.0
+""",
+    "categorical_cross_entropy": """
+>>> round(float(xl.categorical_cross_entropy([[0.0, 1.0, 0.0]], [[0.1, 0.7, 0.2]])), 6)
+0.356675
+""",
+    "binary_cross_entropy": """
+>>> round(float(xl.binary_cross_entropy([1.0, 0.0], [0.9, 0.2])), 6)
+0.164252
+""",
+    "mean_squared_error": """
+>>> float(xl.mean_squared_error([1.0, 2.0], [1.5, 1.0]))
+0.625
+""",
+    "gaussian_nll": """
+>>> round(float(xl.gaussian_nll([0.0], [0.0])), 6)   # -log of N(0; 0, 1) = log sqrt(2 pi)
+0.918939
+""",
+}
+
 
 def shared(fn):
-    """Decorator: the reference text of ``fn``, then ``fn``'s own docstring (what differs, a doctest)."""
+    """Decorator: the reference text of ``fn``, ``fn``'s own docstring (what differs), its doctest.
+
+    A function without a doctest of its own gets its example from :data:`EXAMPLES`.
+    """
     own = inspect.cleandoc(fn.__doc__ or "")
-    fn.__doc__ = REFERENCE[fn.__name__].strip() + ("\n\n" + own if own else "")
+    parts = [REFERENCE[fn.__name__].strip()] + ([own] if own else [])
+    if ">>>" not in own and fn.__name__ in EXAMPLES:
+        backend = fn.__module__.rsplit(".", 1)[-1]
+        parts.append(f">>> from xentlib import {backend} as xl\n{EXAMPLES[fn.__name__].strip()}")
+    fn.__doc__ = "\n\n".join(parts)
     return fn
