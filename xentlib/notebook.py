@@ -140,12 +140,10 @@ def expect(what: str, value, *, ge=None, gt=None, le=None, lt=None,
     explicit tolerance. The line prints the value and the bound it met; when the claim
     stops holding it raises :class:`ClaimError` and the notebook fails.
 
-    Args:
-      what: the claim in words, e.g. ``"held-out accuracy, PyTorch"``.
-      value: the measured number (anything ``float()`` accepts).
-      ge, gt, le, lt: bounds (``value >= ge``, ``value > gt``, ...); any combination.
-      near: a reference value; with ``atol``/``rtol`` the claim is
-        ``|value - near| <= atol + rtol * |near|``.
+    ``what`` is the claim in words (e.g. ``"held-out accuracy, PyTorch"``) and
+    ``value`` the measured number. The bounds ``ge``, ``gt``, ``le``, ``lt`` (any
+    combination) require ``value >= ge``, ``value > gt`` and so on; ``near`` with
+    ``atol``/``rtol`` requires ``|value - near| <= atol + rtol * |near|``.
 
     >>> expect("held-out accuracy", 0.951, ge=0.93)
     checked: held-out accuracy = 0.951 >= 0.93
