@@ -22,9 +22,7 @@ MEASURED = "nbval-ignore-output"
 TRAINS_OR_TIMES = re.compile(
     r"\.fit\(|\bfit_\w+\(|\.backward\(|\.step\(\)|\bperf_counter\b|\btimeit\b|\bprocess_time\b")
 # Notebooks whose cells are still being sorted into exact and measured ones.
-PENDING: set[str] = {
-    "02_label_smoothing",
-}
+PENDING: set[str] = set()
 
 
 def code_cells(path):
