@@ -39,7 +39,7 @@ class value_checks:
     ``xentlib.value_checks(False)`` switches them off from then on (in the
     current thread or asyncio task); ``with xentlib.value_checks(False):``
     switches them off inside the block and restores the previous setting after
-    it. The setting lives in a :class:`contextvars.ContextVar`: a thread started
+    it. The setting lives in a ``contextvars.ContextVar``: a thread started
     inside the block does *not* inherit it (a new thread starts with the checks
     on, unless it runs in a copied context, ``contextvars.copy_context().run``).
     Python has no per-generator context: a generator that *yields inside* the

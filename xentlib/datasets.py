@@ -180,7 +180,7 @@ def char_vocabulary(texts, size):
     """The special tokens, then the ``size - 4`` most frequent characters of ``texts``.
 
     Returns a list whose index is the token id: ``vocab[PAD] == '<pad>'``,
-    ``vocab[UNK] == '<unk>'`` (the special tokens of :data:`SPECIALS`, the
+    ``vocab[UNK] == '<unk>'`` (the special tokens of ``SPECIALS``, the
     same ids as in :mod:`xentlib.sequences`). Ties in frequency are broken by
     code point, so the vocabulary is the same on every run. Build it from
     training text only.
