@@ -55,7 +55,7 @@ class Loss(keras.losses.Loss):
     does, not by the summed weights. The sparse losses get their labels back as
     integers (Keras passes floats), a trailing length-1 axis dropped.
     ``options`` (``from_logits``, ``ignore_index``, ``class_weight``, ...) go to
-    ``fn`` and into :meth:`get_config`.
+    ``fn`` and into ``get_config``.
     """
 
     def __init__(self, fn="categorical_cross_entropy", *, name=None,

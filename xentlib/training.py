@@ -36,7 +36,7 @@ class EpochLog:
       every: report epoch 1, then every ``every``-th epoch (1 reports all).
       line: ``line(epoch, logs) -> str`` with 1-based ``epoch`` and the epoch's
         ``logs`` (e.g. ``{"loss": ..., "val_loss": ...}``); default
-        :func:`default_line`.
+        ``default_line``.
       epochs: the number of epochs of the run, whose last epoch is then reported
         too (the Keras callback reads it from ``fit``).
 
