@@ -156,11 +156,11 @@ def _torch_losses(spec):
                 row[label + "_error"] = xl_error
                 continue
             try:
-                def fwd():
+                def fwd(fn=fn):
                     with torch.no_grad():
                         fn(z0)
 
-                def fwd_bwd():
+                def fwd_bwd(fn=fn):
                     z = z0.clone().requires_grad_()
                     fn(z).backward()
 
@@ -218,7 +218,7 @@ def torch_linear(spec):
         w = (torch.randn(v, d, generator=g) / d ** 0.5).requires_grad_()
         y = torch.randint(0, v, (n,), generator=g)
 
-        def step():
+        def step(h=h, w=w, y=y):
             h.grad = w.grad = None
             fn(h, w, y).backward()
             h.grad = w.grad = None
@@ -299,10 +299,10 @@ def _tf_losses(spec):
                 row[label + "_error"] = xl_error
                 continue
             try:
-                def fwd():
+                def fwd(fn=fn):
                     fn(z0).numpy()
 
-                def fwd_bwd():
+                def fwd_bwd(fn=fn):
                     with tf.GradientTape() as tape:
                         tape.watch(z0)
                         loss = fn(z0)
@@ -360,7 +360,7 @@ def machine(spec):
     torch = _torch_setup()
     a = torch.ones(64 * 1024 * 1024)
     b = torch.empty_like(a)
-    best = lambda fn, k: min(median_seconds(fn, k)[1])  # noqa: E731
+    best = lambda fn, k: min(median_seconds(fn, k)[1])
     copy_s = best(lambda: b.copy_(a), 7)
     read_s = best(lambda: a.sum(), 7)
     n, d, v = spec["n"], spec["d"], spec["v"]

@@ -20,10 +20,9 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+from emulated_cpu import EMULATED_CPU  # the same settings as `make test`
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
-from emulated_cpu import EMULATED_CPU  # the same settings as `make test`
 
 
 def run(notebook: Path, env: dict[str, str]) -> tuple[list[dict], str | None]:

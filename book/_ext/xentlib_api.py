@@ -16,8 +16,8 @@ the API page is part of the book).
 from __future__ import annotations
 
 import importlib
-import os
 import inspect
+import os
 import re
 
 from docutils import nodes
