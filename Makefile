@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env test test-lib test-notebooks test-notebooks-emulated test-browser book notebooks bench pdf lab clean
+.PHONY: env lint test test-lib test-notebooks test-notebooks-emulated test-browser book notebooks bench pdf lab clean
 
 
 $(STAMP): requirements.txt pyproject.toml
@@ -27,10 +27,14 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.
 
 # Library tests, doctests and every notebook (nbval: exact cells compared, claims checked),
 # then the notebooks once more on the emulated CPU.
-test: env
+test: env lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q \
 	  --doctest-modules xentlib tests $(NBVAL) book
 	$(EMULATED_CPU) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q $(NBVAL) book
+
+# The linter: configuration in pyproject.toml ([tool.ruff]).
+lint: env
+	$(VENV)/bin/ruff check xentlib tests bench scripts book/_ext
 
 test-lib: env
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q --doctest-modules xentlib tests \
