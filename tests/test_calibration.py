@@ -83,6 +83,7 @@ def test_brier_score(backend):
 
 def test_brier_score_gradient_in_torch():
     import torch
+
     from xentlib import torch as xt
     p = torch.tensor(PROBS[:5], requires_grad=True)
     xt.brier_score(torch.tensor(LABELS[:5]), p, reduction="sum").backward()

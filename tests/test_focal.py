@@ -162,6 +162,7 @@ def test_keras_saturates_at_logits_of_100():
 
 def test_gradients_are_finite_and_right_at_large_logits():
     import torch
+
     from xentlib import torch as xt
     z = torch.tensor([[100.0, -100.0, 3.0], [0.5, -2.0, 40.0]], dtype=torch.float64,
                      requires_grad=True)
@@ -183,7 +184,9 @@ def test_gradients_are_finite_and_right_at_large_logits():
 def test_tensorflow_gradients_equal_torch():
     import tensorflow as tf
     import torch
-    from xentlib import tensorflow as xtf, torch as xt
+
+    from xentlib import tensorflow as xtf
+    from xentlib import torch as xt
     y = np.eye(5)[RNG.integers(0, 5, 6)]
     z_t = torch.tensor(Z, requires_grad=True)
     xt.categorical_focal_cross_entropy(torch.tensor(y), z_t, from_logits=True).backward()

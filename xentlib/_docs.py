@@ -310,7 +310,8 @@ smallest at a small :math:`T`). The NLL is convex in :math:`\beta = 1/T`
 :math:`\operatorname{softmax}(\beta z)`), so a safeguarded Newton iteration on
 :math:`\beta` finds the minimum; :math:`T` is searched in :math:`[0.01, 100]`.
 When every prediction is right the NLL keeps falling as :math:`T \to 0`; the
-search then stops at the bound or where the NLL no longer changes in float64. Searched in float64; returns :math:`T` as a 0-d array or
+search then stops at the bound or where the NLL no longer changes in float64. Searched in
+float64; returns :math:`T` as a 0-d array or
 tensor of the logits' (loss) dtype.
 """,
 
@@ -402,6 +403,32 @@ EXAMPLES = {
 0.918939
 """,
 }
+
+# The API table: the functions every backend exports, in the order of the docs' API table,
+# then each backend's own extras. A new function is one entry here (and one in REFERENCE).
+COMMON = (
+    "logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid",
+    "entropy", "cross_entropy", "kl_divergence",
+    "joint_entropy", "conditional_entropy", "mutual_information",
+    "smooth_labels",
+    "categorical_cross_entropy", "sparse_categorical_cross_entropy",
+    "binary_cross_entropy",
+    "mean_squared_error", "gaussian_nll", "perplexity",
+    "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
+    "linear_cross_entropy",
+    "binary_focal_cross_entropy", "categorical_focal_cross_entropy",
+    "expected_calibration_error", "maximum_calibration_error", "brier_score", "fit_temperature",
+)
+EXTRAS = {
+    "numpy": ("gradient_descent",),
+    "torch": ("vocab_parallel_cross_entropy",),
+    "tensorflow": ("keras_loss",),
+}
+
+
+def public_names(backend: str) -> list[str]:
+    """``__all__`` of ``xentlib.<backend>``."""
+    return [*COMMON, *EXTRAS[backend]]
 
 
 def shared(fn):
