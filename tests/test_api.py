@@ -4,12 +4,7 @@ import inspect
 
 import pytest
 
-# Documented backend-only extras (see each module's docstring).
-EXTRAS = {
-    "numpy": {"gradient_descent"},
-    "torch": {"vocab_parallel_cross_entropy"},
-    "tensorflow": {"keras_loss"},
-}
+from xentlib._docs import EXTRAS  # documented backend-only extras (see each module's docstring)
 
 
 def _module(name):
@@ -17,7 +12,7 @@ def _module(name):
 
 
 def _common_names(name):
-    return set(_module(name).__all__) - EXTRAS[name]
+    return set(_module(name).__all__) - set(EXTRAS[name])
 
 
 @pytest.mark.parametrize("name", ["torch", "tensorflow"])

@@ -41,25 +41,12 @@ import numpy as np
 import tensorflow as tf
 
 from xentlib import _validate as V
-from xentlib._docs import shared
-from xentlib._linear_tensorflow import linear_cross_entropy
+from xentlib._docs import public_names, shared
+from xentlib._linear_tensorflow import linear_cross_entropy as linear_cross_entropy  # re-export: in __all__
 from xentlib._tensorflow_ops import front_door as _fd
 from xentlib._tensorflow_ops import invalid_labels, move_to_last
 
-__all__ = [
-    "logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid",
-    "entropy", "cross_entropy", "kl_divergence",
-    "joint_entropy", "conditional_entropy", "mutual_information",
-    "smooth_labels",
-    "categorical_cross_entropy", "sparse_categorical_cross_entropy",
-    "binary_cross_entropy",
-    "mean_squared_error", "gaussian_nll", "perplexity",
-    "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
-    "linear_cross_entropy",
-    "binary_focal_cross_entropy", "categorical_focal_cross_entropy",
-    "expected_calibration_error", "maximum_calibration_error", "brier_score", "fit_temperature",
-    "keras_loss",
-]
+__all__ = public_names("tensorflow")
 
 _LOW_PRECISION = (tf.float16, tf.bfloat16)
 

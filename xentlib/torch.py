@@ -35,22 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from xentlib import _validate as V
-from xentlib._docs import shared
+from xentlib._docs import public_names, shared
 from xentlib._torch_ops import front_door as _fd
 
-__all__ = [
-    "logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid",
-    "entropy", "cross_entropy", "kl_divergence",
-    "joint_entropy", "conditional_entropy", "mutual_information",
-    "smooth_labels",
-    "categorical_cross_entropy", "sparse_categorical_cross_entropy",
-    "binary_cross_entropy",
-    "mean_squared_error", "gaussian_nll", "perplexity",
-    "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
-    "linear_cross_entropy", "vocab_parallel_cross_entropy",
-    "binary_focal_cross_entropy", "categorical_focal_cross_entropy",
-    "expected_calibration_error", "maximum_calibration_error", "brier_score", "fit_temperature",
-]
+__all__ = public_names("torch")
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
