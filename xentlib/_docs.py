@@ -430,32 +430,6 @@ def public_names(backend: str) -> list[str]:
     """``__all__`` of ``xentlib.<backend>``."""
     return [*COMMON, *EXTRAS[backend]]
 
-# The API table: the functions every backend exports, in the order of the docs' API table,
-# then each backend's own extras. A new function is one entry here (and one in REFERENCE).
-COMMON = (
-    "logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid",
-    "entropy", "cross_entropy", "kl_divergence",
-    "joint_entropy", "conditional_entropy", "mutual_information",
-    "smooth_labels",
-    "categorical_cross_entropy", "sparse_categorical_cross_entropy",
-    "binary_cross_entropy",
-    "mean_squared_error", "gaussian_nll", "perplexity",
-    "softmax_cross_entropy_grad", "sigmoid_cross_entropy_grad",
-    "linear_cross_entropy",
-    "binary_focal_cross_entropy", "categorical_focal_cross_entropy",
-    "expected_calibration_error", "maximum_calibration_error", "brier_score", "fit_temperature",
-)
-EXTRAS = {
-    "numpy": ("gradient_descent",),
-    "torch": ("vocab_parallel_cross_entropy",),
-    "tensorflow": ("keras_loss",),
-}
-
-
-def public_names(backend: str) -> list[str]:
-    """``__all__`` of ``xentlib.<backend>``."""
-    return [*COMMON, *EXTRAS[backend]]
-
 
 def shared(fn):
     """Decorator: the reference text of ``fn``, ``fn``'s own docstring (what differs), its doctest.
