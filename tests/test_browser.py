@@ -294,8 +294,6 @@ def test_navigation(site, docname, width):
     assert Path(r["screenshot"]).is_file()
 
 
-@pytest.mark.xfail(strict=False, reason="notebooks re-executed with xentlib.notebook.setup()'s "
-                   "short tracebacks lose the paths; remove this mark once every page passes")
 def test_no_machine_paths_in_html(site):
     """No page names the build machine (site-packages, .venv, /work/, /root/)."""
     found = {}

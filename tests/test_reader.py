@@ -60,8 +60,6 @@ def output_text(output) -> str:
 
 # ---- code cells: short lines, clean outputs --------------------------------------------
 
-@pytest.mark.xfail(strict=False, reason="chapters shorten their code lines to <= 88 characters; "
-                   "remove this mark once every notebook passes")
 @EACH_NOTEBOOK
 def test_code_lines_fit_the_page(path):
     """Every line of every code cell is at most 88 characters (no sideways scrolling)."""
@@ -71,8 +69,6 @@ def test_code_lines_fit_the_page(path):
     assert not long, f"{len(long)} code lines longer than {MAX_LINE} characters:\n" + "\n".join(long)
 
 
-@pytest.mark.xfail(strict=False, reason="notebooks re-executed with xentlib.notebook.setup()'s short "
-                   "tracebacks lose the paths; remove this mark once every notebook passes")
 @EACH_NOTEBOOK
 def test_no_machine_paths_in_notebooks(path):
     """No output or source names the build machine (site-packages, .venv, /work/, /root/)."""
@@ -191,8 +187,6 @@ def test_solution_code_is_not_hidden_again():
     assert not hidden, "hidden cells inside solutions: " + ", ".join(hidden)
 
 
-@pytest.mark.xfail(strict=False, reason="chapters move their exercises to {exercise}/{solution} "
-                   "directives; remove this mark once every notebook passes")
 @EACH_NOTEBOOK
 def test_no_unattached_solutions(path):
     """Solutions are attached to their exercise: no bare "**Solution**" headings."""
