@@ -422,7 +422,7 @@ COMMON = (
 EXTRAS = {
     "numpy": ("gradient_descent",),
     "torch": ("vocab_parallel_cross_entropy",),
-    "tensorflow": ("keras_loss",),
+    "tensorflow": ("keras_loss", "LinearCrossEntropyHead"),
 }
 
 

@@ -34,7 +34,7 @@ class LinearCrossEntropyHead(keras.layers.Layer):
     loss: mask padding with ``ignore_index`` instead.
 
     >>> import keras, numpy as np
-    >>> from xentlib._linear_keras import LinearCrossEntropyHead
+    >>> from xentlib.tensorflow import LinearCrossEntropyHead
     >>> tokens, labels = keras.Input((8,), dtype="int32"), keras.Input((8,), dtype="int32")
     >>> hidden = keras.layers.Embedding(20, 4)(tokens)
     >>> predicted = LinearCrossEntropyHead(20, ignore_index=0)([hidden, labels])

@@ -91,7 +91,7 @@ TensorFlow: gradients for ``hidden``, ``weight`` and ``bias`` through
 ``tf.GradientTape`` (``tf.Variable`` arguments are fine; none for
 ``class_weight``). Works eagerly, in ``tf.function`` and under XLA. ``weight``
 has shape ``(V, d)``, the transpose of a Keras ``Dense`` kernel (see
-:class:`~xentlib._linear_keras.LinearCrossEntropyHead` for ``model.fit``). The
+:class:`~xentlib.tensorflow.LinearCrossEntropyHead` for ``model.fit``). The
 value checks raise in eager mode and add assertions in a graph; under XLA, where
 assertions are dropped, an item with an out-of-range label gets a NaN loss and
 NaN gradients instead. The default chunk holds about :math:`2^{22}` logits.""", """

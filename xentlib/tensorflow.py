@@ -42,7 +42,8 @@ import tensorflow as tf
 
 from xentlib import _validate as V
 from xentlib._docs import public_names, shared
-from xentlib._linear_tensorflow import linear_cross_entropy as linear_cross_entropy  # re-export: in __all__
+from xentlib._linear_keras import LinearCrossEntropyHead as LinearCrossEntropyHead  # in __all__
+from xentlib._linear_tensorflow import linear_cross_entropy as linear_cross_entropy  # in __all__
 from xentlib._tensorflow_ops import front_door as _fd
 from xentlib._tensorflow_ops import invalid_labels, move_to_last
 
