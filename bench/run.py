@@ -13,8 +13,8 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import platform
+import shutil
 import subprocess
 import sys
 import time
