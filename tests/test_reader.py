@@ -219,8 +219,6 @@ def test_install_cell_script(tmp_path):
     compile(code, "cell", "exec")
 
 
-@pytest.mark.xfail(strict=False, reason="the install cell is added by running "
-                   "scripts/install_cell.py over all notebooks at the end; remove this mark then")
 def test_every_notebook_starts_with_the_install_cell():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "install_cell.py"), "--check"],
                           capture_output=True, text=True, cwd=ROOT)
