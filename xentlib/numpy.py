@@ -74,11 +74,12 @@ def _times(weight, nll):
 def _reduce(per_item, reduction, denominator=None):
     if reduction == "none":
         return per_item
-    total = per_item.sum()
+    # float32 items are summed in float64, so that a mean of finite losses stays finite.
+    total = per_item.sum(dtype=np.float64 if per_item.dtype == np.float32 else None)
     if reduction == "sum":
-        return total
+        return total.astype(per_item.dtype)
     count = per_item.size if denominator is None else denominator
-    return total / count if count else np.zeros_like(total)
+    return (total / count if count else np.zeros_like(total)).astype(per_item.dtype)
 
 
 def _shift_by_max(z, axis):

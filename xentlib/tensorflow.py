@@ -98,11 +98,14 @@ def _times(weight, nll):
 def _reduce(per_item, reduction, denominator=None):
     if reduction == "none":
         return per_item
-    total = tf.reduce_sum(per_item)
+    # float32 items are summed in float64, so that a mean of finite losses stays finite.
+    wide = tf.float64 if per_item.dtype == tf.float32 else per_item.dtype
+    total = tf.reduce_sum(tf.cast(per_item, wide))
     if reduction == "sum":
-        return total
-    count = tf.cast(tf.size(per_item), total.dtype) if denominator is None else denominator
-    return tf.math.divide_no_nan(total, tf.cast(count, total.dtype))  # 0 items -> 0
+        return tf.cast(total, per_item.dtype)
+    count = tf.cast(tf.size(per_item), wide) if denominator is None else denominator
+    mean = tf.math.divide_no_nan(total, tf.cast(count, wide))  # 0 items -> 0
+    return tf.cast(mean, per_item.dtype)
 
 
 def _shift_by_max(z, axis):

@@ -80,13 +80,16 @@ def _times(weight, nll):
 def _reduce(per_item, reduction, denominator=None):
     if reduction == "none":
         return per_item
-    total = per_item.sum()
+    # float32 items are summed in float64, so that a mean of finite losses stays finite.
+    total = per_item.sum(dtype=torch.float64 if per_item.dtype == torch.float32 else None)
     if reduction == "sum":
-        return total
+        return total.to(per_item.dtype)
     if denominator is None:
-        return total / per_item.numel() if per_item.numel() else torch.zeros_like(total)
+        mean = total / per_item.numel() if per_item.numel() else torch.zeros_like(total)
+        return mean.to(per_item.dtype)
     empty = denominator == 0  # stays on the device: no host read
-    return torch.where(empty, 0.0, total / torch.where(empty, 1.0, denominator))
+    mean = torch.where(empty, 0.0, total / torch.where(empty, 1.0, denominator.to(total.dtype)))
+    return mean.to(per_item.dtype)
 
 
 def _smoothed(y, epsilon, axis):
