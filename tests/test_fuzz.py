@@ -10,7 +10,6 @@ from scipy import special
 
 from fuzzing import _eps, close, distributions, each_backend, fuzz, logits_batches, oracle_log_softmax
 
-
 # Found at CI scale: at the largest float32 logits an item (or weighted item) loss beyond
 # float32 max is inf, so the mean is inf where it is finite. Not fixed yet.
 FLOAT32_ITEM_OVERFLOW = "float32 item losses beyond float32 max give inf (known, not fixed)"
