@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xentlib import datasets, sequences
+from xentlib import datasets, metrics, sequences
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,3 +80,28 @@ def test_a_built_wheel_carries_the_data_and_reads_it_outside_the_repository(tmp_
     assert run.returncode == 0, run.stderr
     where, count = run.stdout.split()
     assert Path(where).is_relative_to(site) and count == "960"
+
+
+def test_peoples_daily_ner_tags_are_bio_and_aligned_with_the_characters():
+    sentences, tags, names = datasets.peoples_daily_ner(max_len=40)
+    assert names == datasets.NER_TAGS and names[datasets.PAD] == "<pad>"
+    assert all(len(s) == len(t) and 0 < len(s) <= 40 for s, t in zip(sentences, tags))
+    assert all(t.dtype.name == "int64" and t.min() >= 1 for t in tags)   # no padding inside
+    spans = metrics.entity_spans(tags[1], names)
+    assert [(k, sentences[1][a:b]) for k, a, b in spans] == [("ORG", "中共中央"), ("PER", "江泽民")]
+    # every entity starts with B-: the loader never writes an I- that opens a chunk
+    for t in tags[:2000]:
+        for kind, start, _ in metrics.entity_spans(t, names):
+            assert names[t[start]] == f"B-{kind}"
+
+
+def test_peoples_daily_ner_joins_surname_and_given_name_and_reads_compounds():
+    words = datasets._tagged_words("李/nr  鹏/nr  乔/nr  石/nr  [中央/n  电视台/n]nt  [很/d  好/a]l")
+    assert words == [("李", "nr"), ("鹏", "nr"), ("乔", "nr"), ("石", "nr"),
+                     ("中央电视台", "nt"), ("很", "d"), ("好", "a")]
+    sentences, tags, names = datasets.peoples_daily_ner()
+    leaders = next(i for i, s in enumerate(sentences) if s.startswith("江泽民李鹏乔石"))
+    persons = [sentences[leaders][a:b] for k, a, b in metrics.entity_spans(tags[leaders], names)]
+    assert persons[:3] == ["江泽民", "李鹏", "乔石"]
+    with pytest.raises(ValueError, match="^max_len must be a positive integer"):
+        datasets.peoples_daily_ner(max_len=0)

@@ -11,13 +11,16 @@ last; for a binary model with one sigmoid output ``p``, pass
   always the training class frequencies).
 * :func:`reliability_bins`, :func:`expected_calibration_error`: calibration of
   the top-class confidence (Guo et al., 2017).
+* :func:`entity_spans`, :func:`entity_scores`: the entities of a BIO tag
+  sequence and entity-level precision, recall and F1 by exact span match, as
+  the CoNLL shared tasks' ``conlleval`` script counts them.
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["accuracy", "majority_class_accuracy", "prior_cross_entropy",
-           "reliability_bins", "expected_calibration_error"]
+           "reliability_bins", "expected_calibration_error", "entity_spans", "entity_scores"]
 
 
 def _labels(labels):
@@ -135,3 +138,85 @@ def expected_calibration_error(labels, probs, n_bins=10):
     conf, acc, count = reliability_bins(labels, probs, n_bins)
     kept = count > 0
     return float((count[kept] * np.abs(acc[kept] - conf[kept])).sum() / count.sum())
+
+
+def _tag_names(tags, tag_names):
+    tags = list(tags)
+    if tag_names is None:
+        return [str(t) for t in tags]
+    return [tag_names[int(t)] for t in tags]
+
+
+def entity_spans(tags, tag_names=None):
+    """The entities of one BIO-tagged sequence, as ``(type, start, end)`` triples.
+
+    ``tags`` holds tag strings (``"B-PER"``, ``"I-PER"``, ``"O"``) or, with
+    ``tag_names``, integer ids into it. ``end`` is exclusive. A chunk starts at
+    ``B-X``, or at an ``I-X`` that does not continue a chunk of type ``X``
+    (``conlleval``'s reading of an ill-formed ``O I-X``), and runs over the
+    ``I-X`` tags that follow it. Any tag without a ``B-``/``I-`` prefix
+    (``O``, padding) is outside every entity.
+
+    >>> from xentlib import metrics
+    >>> metrics.entity_spans(["B-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"])
+    [('PER', 0, 2), ('LOC', 3, 4), ('LOC', 4, 5), ('ORG', 5, 6)]
+    """
+    spans, kind, start = [], None, 0
+    for i, tag in enumerate(_tag_names(tags, tag_names) + ["O"]):
+        prefix, _, tag_type = tag.partition("-")
+        if kind is not None and not (prefix == "I" and tag_type == kind):
+            spans.append((kind, start, i))      # the open chunk ends before this tag
+            kind = None
+        if prefix in ("B", "I") and kind is None:
+            kind, start = tag_type, i
+    return spans
+
+
+def entity_scores(true_tags, pred_tags, tag_names=None):
+    r"""Entity-level precision, recall and F1 per type and overall (exact span match).
+
+    ``true_tags`` and ``pred_tags`` are sequences of tag sequences (one per
+    sentence, pairs of the same length), read by :func:`entity_spans`. A
+    predicted entity is correct only if the true tags hold an entity of the
+    same type with the same start and end:
+
+    .. math:: P = \frac{\#\text{correct}}{\#\text{predicted}}, \quad
+              R = \frac{\#\text{correct}}{\#\text{true}}, \quad
+              F_1 = \frac{2PR}{P + R},
+
+    counted over all sentences (micro-averaged), as ``conlleval`` does; a
+    ratio whose denominator is 0 is reported as 0. Returns a dict from each
+    entity type, in sorted order, and ``"overall"`` to a dict with
+    ``precision``, ``recall``, ``f1``, ``true``, ``predicted`` and ``correct``.
+
+    >>> from xentlib import metrics
+    >>> true = [["B-PER", "I-PER", "O", "B-LOC"]]
+    >>> pred = [["B-PER", "I-PER", "O", "B-ORG"]]     # the person right, the place missed
+    >>> s = metrics.entity_scores(true, pred)["overall"]
+    >>> s["precision"], s["recall"], s["f1"], s["correct"]
+    (0.5, 0.5, 0.5, 1)
+    """
+    true_tags, pred_tags = list(true_tags), list(pred_tags)
+    if len(true_tags) != len(pred_tags):
+        raise ValueError(f"pred_tags must have one tag sequence per sentence ({len(true_tags)}); "
+                         f"got {len(pred_tags)}")
+    true_set, pred_set = set(), set()
+    for n, (t, p) in enumerate(zip(true_tags, pred_tags)):
+        t, p = _tag_names(t, tag_names), _tag_names(p, tag_names)
+        if len(t) != len(p):
+            raise ValueError(f"pred_tags must match the true tags' lengths; sentence {n} has "
+                             f"{len(t)} true tags and {len(p)} predicted (cut off the padding first)")
+        true_set.update((n, *span) for span in entity_spans(t))
+        pred_set.update((n, *span) for span in entity_spans(p))
+    types = sorted({span[1] for span in true_set | pred_set})
+    out = {}
+    for kind in types + ["overall"]:
+        t = {s for s in true_set if kind in ("overall", s[1])}
+        p = {s for s in pred_set if kind in ("overall", s[1])}
+        correct = len(t & p)
+        precision = correct / len(p) if p else 0.0
+        recall = correct / len(t) if t else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[kind] = {"precision": precision, "recall": recall, "f1": f1,
+                     "true": len(t), "predicted": len(p), "correct": correct}
+    return out
