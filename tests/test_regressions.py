@@ -218,3 +218,33 @@ def test_threads_started_inside_value_checks_false_still_check():
         thread.start()
         thread.join()
     assert seen == [True]  # as documented: a new thread starts with the checks on
+
+
+# ---- weighted float32 losses beyond float32's maximum (found by the CI-scale fuzz) --------
+
+BACKENDS = {"numpy": (xn, np.asarray), "torch": (xt, torch.tensor), "tensorflow": (xtf, tf.constant)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weighted_float32_losses_beyond_float32_max(backend):
+    xl, array = BACKENDS[backend]
+    z = array(np.array([[8.5070587e37, 0.0, 0.0]], np.float32))
+    weight = array(np.array([3.0, 3.0, 3.0], np.float32))
+    # eps/K * sum_c w_c (lse - z_c) = 0.1/3 * 3 * 2 * 8.5e37: the class sum passes float32's
+    # maximum, the item (and the weighted mean, divided by w_y = 3) do not.
+    for reduction, expected in [("mean", 0.1 / 3 * 2 * 8.5070587e37),
+                                ("none", [0.1 * 2 * 8.5070587e37])]:
+        got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z, from_logits=True,
+                                                  label_smoothing=0.1, class_weight=weight,
+                                                  reduction=reduction)
+        assert np.asarray(got).dtype == np.float32
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+    # The weighted item 3 * 2e38 = 6e38 passes float32's maximum; the mean of two items does not.
+    logits = array(np.array([-2e38, 0.0], np.float32))
+    targets = array(np.array([1.0, 0.0], np.float32))
+    mean = xl.binary_cross_entropy(targets, logits, from_logits=True,
+                                   pos_weight=array(np.float32(3.0)))
+    np.testing.assert_allclose(float(mean), (6e38 + np.log(2)) / 2, rtol=1e-6)
+    items = xl.binary_cross_entropy(targets, logits, from_logits=True,
+                                    pos_weight=array(np.float32(3.0)), reduction="none")
+    assert np.isposinf(np.asarray(items)[0])

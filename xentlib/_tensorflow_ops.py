@@ -60,7 +60,7 @@ class TensorFlowOps:
         widest = max(dtypes, key=lambda d: d.size)
         if widest.size == 2 and len(dtypes) > 1:
             widest = tf.float32
-        return tuple(_widen_float32(x) if (x.dtype, widest) == (tf.float32, tf.float64) else tf.cast(x, widest)
+        return tuple(widen_float32(x) if (x.dtype, widest) == (tf.float32, tf.float64) else tf.cast(x, widest)
                      for x in xs)
 
     def is_float(self, x):
@@ -184,7 +184,7 @@ class TensorFlowOps:
             return tf.identity(x)
 
 
-def _widen_float32(x):
+def widen_float32(x):
     """``x`` as float64 with its subnormals kept: TensorFlow's CPU cast flushes them to 0.
 
     A float32 subnormal is its bits (an integer m < 2**23) times :math:`2^{-149}`,

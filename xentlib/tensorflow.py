@@ -45,7 +45,7 @@ from xentlib._docs import public_names, shared
 from xentlib._linear_keras import LinearCrossEntropyHead as LinearCrossEntropyHead  # in __all__
 from xentlib._linear_tensorflow import linear_cross_entropy as linear_cross_entropy  # in __all__
 from xentlib._tensorflow_ops import front_door as _fd
-from xentlib._tensorflow_ops import invalid_labels, move_to_last
+from xentlib._tensorflow_ops import invalid_labels, move_to_last, widen_float32
 
 __all__ = public_names("tensorflow")
 
@@ -61,6 +61,16 @@ def _compute(x):
 
 def _loss_dtype(x):
     return tf.float32 if x.dtype in _LOW_PRECISION else x.dtype
+
+
+def _weighted_compute(x, weight):
+    """The compute dtype, widened from float32 to float64 for weighted losses: a weighted
+    loss (or a weighted sum over classes) can pass float32's maximum where the result,
+    cast back to float32 at the end, does not."""
+    x = _compute(x)
+    if weight is not None and x.dtype == tf.float32:
+        return widen_float32(x)
+    return x
 
 
 def _common(*xs):
@@ -410,7 +420,7 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
 
 def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_classes,
             from_logits, reduction):
-    z = move_to_last(_compute(y_pred), axis)
+    z = move_to_last(_weighted_compute(y_pred, weight), axis)
     kept = tf.ones_like(labels, tf.bool) if ignore_index is None else tf.not_equal(labels, ignore_index)
     if weight is not None:
         weight = tf.cast(weight, z.dtype)
@@ -462,7 +472,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     """
     y_true, y_pred, label_smoothing, pos_weight = _fd.binary(
         y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
-    z = _compute(y_pred)
+    z = _weighted_compute(y_pred, pos_weight)
     y = tf.cast(_compute(y_true), z.dtype)
     if label_smoothing:
         y = y * (1 - label_smoothing) + label_smoothing / 2

@@ -61,6 +61,14 @@ def _compute(x):
     return x.float() if x.dtype in _LOW_PRECISION else x
 
 
+def _weighted_compute(x, weight):
+    """The compute dtype, widened from float32 to float64 for weighted losses: a weighted
+    loss (or a weighted sum over classes) can pass float32's maximum where the result,
+    cast back to float32 at the end, does not."""
+    x = _compute(x)
+    return x.double() if weight is not None and x.dtype == torch.float32 else x
+
+
 def _loss_dtype(x):
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
@@ -401,7 +409,7 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
 
 def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_classes,
             from_logits, reduction):
-    z = torch.movedim(_compute(y_pred), axis, -1)
+    z = torch.movedim(_weighted_compute(y_pred, weight), axis, -1)
     if weight is not None:
         weight = weight.to(dtype=z.dtype)
     kept = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
@@ -445,7 +453,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     if label_smoothing:
         y = y * (1 - label_smoothing) + label_smoothing / 2
     w_pos = None if pos_weight is None else _compute(pos_weight)
-    z = _compute(y_pred)
+    z = _weighted_compute(y_pred, pos_weight)
     if from_logits:
         y = y.to(z.dtype)
         w_pos = None if w_pos is None else w_pos.to(z.dtype)
