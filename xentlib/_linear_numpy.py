@@ -13,13 +13,9 @@ from xentlib._numpy_ops import front_door
 __all__ = ["linear_cross_entropy"]
 
 
-def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None,
-                         label_smoothing=0.0, reduction="mean", chunk_size=None,
-                         class_weight=None, z_loss=0.0, softcap=None, extras=()):
+def linear_cross_entropy(hidden, weight, labels, **options):
     hidden, weight, labels, bias, class_weight, o = _linear.prepare(
-        front_door, hidden, weight, labels, bias=bias, class_weight=class_weight,
-        ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
-        chunk_size=chunk_size, z_loss=z_loss, softcap=softcap, extras=extras)
+        front_door, hidden, weight, labels, options)
     work = np.float64 if np.float64 in (hidden.dtype, weight.dtype) else np.float32
     h = hidden.reshape(-1, o.dim)
     y = labels.reshape(-1)
@@ -49,7 +45,7 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None
     return (loss, extra) if o.extras else loss
 
 
-linear_cross_entropy.__doc__ = _linear.doc("""
+_linear.public(linear_cross_entropy, """
 NumPy: the value and the extras (no gradients); float16 is computed in float32.""", """
 >>> import numpy as np
 >>> from xentlib import numpy as xl

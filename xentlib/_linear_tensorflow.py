@@ -25,14 +25,9 @@ __all__ = ["linear_cross_entropy"]
 TF_CHUNK_ELEMENTS = 1 << 22
 
 
-def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None,
-                         label_smoothing=0.0, reduction="mean", chunk_size=None,
-                         class_weight=None, z_loss=0.0, softcap=None, extras=()):
+def linear_cross_entropy(hidden, weight, labels, **options):
     hidden, weight, labels, bias, class_weight, o = _linear.prepare(
-        front_door, hidden, weight, labels, bias=bias, class_weight=class_weight,
-        ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
-        chunk_size=chunk_size, z_loss=z_loss, softcap=softcap, extras=extras,
-        chunk_elements=TF_CHUNK_ELEMENTS, rows_per_dim=0.5)
+        front_door, hidden, weight, labels, options, chunk_elements=TF_CHUNK_ELEMENTS)
     h2 = tf.reshape(hidden, (-1, o.dim))
     y = tf.reshape(labels, (-1,))
     # where no check could raise (a graph under XLA, or checks off), an invalid label is NaN
@@ -86,7 +81,7 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None
                  for name, x in zip(o.extras, extra)}
 
 
-linear_cross_entropy.__doc__ = _linear.doc("""
+_linear.public(linear_cross_entropy, """
 TensorFlow: gradients for ``hidden``, ``weight`` and ``bias`` through
 ``tf.GradientTape`` (``tf.Variable`` arguments are fine; none for
 ``class_weight``). Works eagerly, in ``tf.function`` and under XLA. ``weight``

@@ -28,13 +28,9 @@ from xentlib._torch_ops import front_door
 __all__ = ["linear_cross_entropy"]
 
 
-def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None,
-                         label_smoothing=0.0, reduction="mean", chunk_size=None,
-                         class_weight=None, z_loss=0.0, softcap=None, extras=()):
+def linear_cross_entropy(hidden, weight, labels, **options):
     hidden, weight, labels, bias, class_weight, o = _linear.prepare(
-        front_door, hidden, weight, labels, bias=bias, class_weight=class_weight,
-        ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
-        chunk_size=chunk_size, z_loss=z_loss, softcap=softcap, extras=extras)
+        front_door, hidden, weight, labels, options)
     h = hidden.reshape(-1, o.dim)
     y = labels.reshape(-1).long()
     want_grad = torch.is_grad_enabled() and any(
@@ -47,7 +43,7 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=None
     return loss, {name: x.reshape(labels.shape) for name, x in zip(o.extras, extra)}
 
 
-linear_cross_entropy.__doc__ = _linear.doc("""
+_linear.public(linear_cross_entropy, """
 PyTorch: gradients for ``hidden``, ``weight`` and ``bias`` through autograd
 (none for ``class_weight``), equal to those of ``F.cross_entropy`` on the
 materialised logits. Lists and NumPy arrays are accepted; every tensor is made
