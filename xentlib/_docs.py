@@ -273,7 +273,9 @@ puts rank :math:`r` (from 0) into bin :math:`\lfloor rB/N \rfloor`, so every
 bin holds :math:`N/B` items, rounded. :math:`\operatorname{acc}` is the share
 of items whose argmax is the label, :math:`\operatorname{conf}` their mean
 confidence. 0 is perfect; the value depends on the binning: report it with
-the score. A 0-d array or tensor; 0 for no items.
+the score. A 0-d array or tensor; 0 for no items. A metric, not a loss: in
+every backend the bins are counted on the host (NumPy, float64), so it has no
+gradient and, in TensorFlow, takes eager tensors only.
 """,
 
     "maximum_calibration_error": r"""
@@ -283,8 +285,8 @@ Maximum calibration error: the largest gap of any non-empty bin.
           \big|\operatorname{acc}(B_b) - \operatorname{conf}(B_b)\big|
 
 The bins of :func:`expected_calibration_error` (``binning='width'`` or
-``'mass'``). A small bin can decide it: read it with the bin counts. A
-0-d array or tensor; 0 for no items.
+``'mass'``), counted on the host as there. A small bin can decide it: read
+it with the bin counts. A 0-d array or tensor; 0 for no items.
 """,
 
     "brier_score": r"""
@@ -401,6 +403,38 @@ EXAMPLES = {
     "gaussian_nll": """
 >>> round(float(xl.gaussian_nll([0.0], [0.0])), 6)   # -log of N(0; 0, 1) = log sqrt(2 pi)
 0.918939
+""",
+    "binary_focal_cross_entropy": """
+>>> round(float(xl.binary_focal_cross_entropy([1.0, 0.0], [0.9, 0.2])), 6)
+0.00499
+>>> float(xl.binary_focal_cross_entropy([1.0], [-100.0], from_logits=True))
+100.0
+""",
+    "categorical_focal_cross_entropy": """
+>>> float(xl.categorical_focal_cross_entropy([[0.0, 1.0]], [[100.0, -100.0]],
+...                                          alpha=0.25, from_logits=True))
+50.0
+""",
+    "expected_calibration_error": """
+>>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
+>>> round(float(xl.expected_calibration_error([0, 1, 1, 0], p, n_bins=2)), 4)
+0.275
+>>> round(float(xl.expected_calibration_error([0, 1, 1, 0], p, n_bins=2, binning="mass")), 4)
+0.275
+""",
+    "maximum_calibration_error": """
+>>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
+>>> round(float(xl.maximum_calibration_error([0, 1, 1, 0], p, n_bins=2, binning="mass")), 4)
+0.425
+""",
+    "brier_score": """
+>>> round(float(xl.brier_score([0, 1], [[0.9, 0.1], [0.4, 0.6]])), 6)
+0.17
+""",
+    "fit_temperature": """
+>>> z = [[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]]
+>>> round(float(xl.fit_temperature(z, [0, 0, 1, 1])), 4)  # 3 of 4 right: softmax(z/T) = 0.75
+3.641
 """,
 }
 

@@ -42,6 +42,7 @@ import numbers
 from typing import NamedTuple
 
 from xentlib import _validate as V
+from xentlib._neutral import calibration_bins
 
 __all__ = ["FrontDoor", "LinearArgs"]
 
@@ -342,16 +343,61 @@ class FrontDoor:
         self.weights(alpha, "alpha")
         return gamma, alpha
 
+    def binary_focal(self, y_true, y_pred, gamma, alpha, from_logits, label_smoothing, reduction):
+        """``binary_focal_cross_entropy``: the binary arguments, ``gamma`` and an ``alpha`` in [0, 1]."""
+        y_true, y_pred, label_smoothing, _ = self.binary(y_true, y_pred, from_logits, label_smoothing,
+                                                         None, reduction)
+        return (y_true, y_pred, label_smoothing, *self.focal(gamma, alpha))
+
+    def categorical_focal(self, y_true, y_pred, gamma, alpha, from_logits, label_smoothing, axis,
+                          reduction):
+        """``categorical_focal_cross_entropy``: the categorical arguments, ``gamma``, and ``alpha``
+        as ``None``, a float, or per-class weights shaped to broadcast along ``axis``."""
+        y_true, y_pred, label_smoothing, axis = self.categorical(y_true, y_pred, from_logits,
+                                                                 label_smoothing, axis, reduction)
+        shape = self.ops.shape(y_pred)
+        gamma, alpha = self.focal(gamma, alpha, per_class=shape[axis], like=y_pred)
+        if alpha is not None and not isinstance(alpha, float):
+            alpha = self.ops.reshape(alpha, [-1 if d == axis else 1 for d in range(len(shape))])
+        return y_true, y_pred, label_smoothing, axis, gamma, alpha
+
+    def perplexity(self, labels, logits, ignore_index, axis):
+        """``perplexity``: the sparse arguments of logits; at least one token kept (checked even
+        under ``value_checks(False)``: the mean over no token is undefined)."""
+        args = self.sparse(labels, logits, True, 0.0, ignore_index, None, axis, "mean", pred_name="logits")
+        if ignore_index is not None:
+            self.ops.require(self.ops.any_not_equal(args[0], ignore_index), V.no_tokens, "labels")
+        return args
+
+    def scored(self, labels, probs, axis, reduction):
+        """``brier_score``: integer labels and probabilities, the class axis moved last."""
+        labels, probs, *_, axis, _ = self.sparse(labels, probs, False, 0.0, None, None, axis,
+                                                 reduction, pred_name="probs")
+        return labels, self.ops.move_to_last(probs, axis)
+
+    def temperature(self, logits, labels, axis):
+        """``fit_temperature``: finite logits and their labels, as host arrays (the search runs
+        in the NumPy reference), and ``logits`` itself (the result's dtype and device)."""
+        labels, logits, *_, axis, _ = self.sparse(labels, logits, True, 0.0, None, None, axis,
+                                                  "mean", pred_name="logits")
+        return self.ops.to_host(logits), self.ops.to_host(labels), axis, logits
+
     def calibration(self, labels, probs, n_bins, binning, axis):
         """``expected_calibration_error``, ``maximum_calibration_error``: integer labels,
-        probabilities with a class axis, a bin count and a binning."""
+        probabilities with a class axis, a bin count and a binning.
+
+        Returns ``probs`` and the count and gap of each non-empty bin
+        (:func:`xentlib._neutral.calibration_bins`, on the host), as float64
+        arrays of the backend on ``probs``' device.
+        """
         n_bins = V.check_int("n_bins", n_bins, minimum=1)
         if binning not in ("width", "mass"):
             raise ValueError(f"binning must be 'width' (equal-width bins) or 'mass' "
                              f"(equal-count bins); got {binning!r}")
         labels, probs, *_, axis, _ = self.sparse(labels, probs, False, 0.0, None, None, axis,
                                                  "mean", pred_name="probs")
-        return labels, probs, n_bins, axis
+        bins = calibration_bins(self.ops.to_host(labels), self.ops.to_host(probs), n_bins, binning, axis)
+        return (probs, *(self.ops.from_host(b, like=probs) for b in bins))
 
     def _classes(self, x, axis, name="y_pred"):
         if self.ops.shape(x)[axis] == 0:

@@ -102,5 +102,20 @@ class NumpyOps:
     def after(self, x, checks):
         return x
 
+    def any_not_equal(self, x, value):
+        return bool((x != value).any())
+
+    def reshape(self, x, shape):
+        return x.reshape(shape)
+
+    def move_to_last(self, x, axis):
+        return np.moveaxis(x, axis, -1)
+
+    def to_host(self, x):
+        return np.asarray(x)
+
+    def from_host(self, a, like=None):
+        return a
+
 
 front_door = FrontDoor(NumpyOps())

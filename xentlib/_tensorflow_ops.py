@@ -175,6 +175,22 @@ class TensorFlowOps:
         return self.same_runtime_shape(labels, "labels", move_to_last(y_pred, axis)[..., 0],
                                        "y_pred without its class axis")
 
+    def any_not_equal(self, x, value):
+        return self._answer(tf.reduce_any(tf.not_equal(x, value)))
+
+    def reshape(self, x, shape):
+        return tf.reshape(x, shape)
+
+    def move_to_last(self, x, axis):
+        return move_to_last(x, axis)
+
+    def to_host(self, x):
+        """Eager tensors only: the metrics that run on the host have no graph form."""
+        return x.numpy()
+
+    def from_host(self, a, like=None):
+        return tf.constant(a)
+
     def after(self, x, checks):
         """``x`` computed after ``checks``: the gathers that follow would raise an unnamed error."""
         checks = [c for c in checks if c is not None]

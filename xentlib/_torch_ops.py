@@ -109,5 +109,14 @@ class TorchOps(NumpyOps):
         w = w.detach()
         return bool((torch.isfinite(w) & ((w > 0) if strict else (w >= 0))).all())
 
+    def move_to_last(self, x, axis):
+        return x.movedim(axis, -1)
+
+    def to_host(self, x):
+        return x.detach().cpu().numpy()
+
+    def from_host(self, a, like=None):
+        return torch.as_tensor(a, device=None if like is None else like.device)
+
 
 front_door = FrontDoor(TorchOps())

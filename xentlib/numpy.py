@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xentlib import _neutral
 from xentlib import _validate as V
 from xentlib._docs import public_names, shared
 from xentlib._linear_numpy import linear_cross_entropy as linear_cross_entropy  # re-export: in __all__
@@ -290,11 +291,7 @@ def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
 
 @shared
 def perplexity(labels, logits, *, ignore_index=None, axis=-1):
-    args = _fd.sparse(labels, logits, True, 0.0, ignore_index, None, axis, "mean", pred_name="logits")
-    labels = args[0]
-    if ignore_index is not None and not (labels != ignore_index).any():
-        raise V.no_tokens("labels")
-    return np.exp(_sparse(*args, True, "mean"))
+    return np.exp(_sparse(*_fd.perplexity(labels, logits, ignore_index, axis), True, "mean"))
 
 
 @shared
@@ -311,12 +308,6 @@ def sigmoid_cross_entropy_grad(y_true, logits):
 
 # ---- focal losses ---------------------------------------------------------------------
 
-def _log_miss_binary(y, log_p, log_not_p):
-    r""":math:`\log(1 - p_t) = \log\big(y\,(1-\hat y) + (1-y)\,\hat y\big)` from the two log-probabilities."""
-    with np.errstate(divide="ignore"):
-        return np.logaddexp(np.log(y) + log_not_p, np.log1p(-y) + log_p)
-
-
 def _log_one_minus_softmax(z, axis):
     r""":math:`\log(1 - \operatorname{softmax}(z)_c)` without cancellation: the log-sum-exp of
     the *other* classes (prefix and suffix log-sum-exps) minus the log-sum-exp of all."""
@@ -329,133 +320,57 @@ def _log_one_minus_softmax(z, axis):
     return np.moveaxis(others, -1, axis)
 
 
-def _per_class(weight, ndim, axis):
-    """A per-class weight vector shaped to broadcast along ``axis`` (a scalar as it is)."""
-    if np.ndim(weight) == 0:
-        return weight
-    shape = [1] * ndim
-    shape[axis] = -1
-    return weight.reshape(shape)
-
-
 @shared
 def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
                                label_smoothing=0.0, reduction="mean"):
-    """
-    >>> from xentlib import numpy as xl
-    >>> round(float(xl.binary_focal_cross_entropy([1.0, 0.0], [0.9, 0.2])), 6)
-    0.00499
-    >>> float(xl.binary_focal_cross_entropy([1.0], [-100.0], from_logits=True))
-    100.0
-    """
-    y_true, y_pred, label_smoothing, _ = _fd.binary(
-        y_true, y_pred, from_logits, label_smoothing, None, reduction)
-    gamma, alpha = _fd.focal(gamma, alpha)
-    y = _compute(y_true) * (1 - label_smoothing) + label_smoothing / 2
-    if from_logits:
-        z = _compute(y_pred)
-        log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
-        miss = np.exp(gamma * _log_miss_binary(y, log_p, log_not_p))
-    else:
-        q = np.clip(_compute(y_pred), 0, 1)
-        with np.errstate(divide="ignore"):
-            log_p, log_not_p = np.log(q), np.log1p(-q)
-        miss = (y * (1 - q) + (1 - y) * q) ** gamma
-    per_elem = -(_times(y, log_p) + _times(1 - y, log_not_p))
-    if gamma:
-        per_elem = _times(miss, per_elem)
-    if alpha is not None:
-        per_elem = _times(alpha * y + (1 - alpha) * (1 - y), per_elem)
+    y_true, y_pred, label_smoothing, gamma, alpha = _fd.binary_focal(
+        y_true, y_pred, gamma, alpha, from_logits, label_smoothing, reduction)
+    y, z = _neutral.smoothed_binary(_compute(y_true), label_smoothing), _compute(y_pred)
+    with np.errstate(divide="ignore"):
+        if from_logits:  # log(1 - p_t) = logaddexp(log y + log(1 - p), log(1 - y) + log p)
+            log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
+            miss = np.exp(gamma * np.logaddexp(np.log(y) + log_not_p, np.log1p(-y) + log_p))
+        else:
+            q = np.clip(z, 0, 1)
+            log_p, log_not_p, miss = np.log(q), np.log1p(-q), _neutral.binary_miss(y, q, gamma)
+    per_elem = _neutral.binary_focal(_times, y, log_p, log_not_p, miss, gamma, alpha)
     return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
 
 
 @shared
 def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
                                     label_smoothing=0.0, axis=-1, reduction="mean"):
-    """
-    >>> from xentlib import numpy as xl
-    >>> float(xl.categorical_focal_cross_entropy([[0.0, 1.0]], [[100.0, -100.0]],
-    ...                                          alpha=0.25, from_logits=True))
-    50.0
-    """
-    y_true, y_pred, label_smoothing, axis = _fd.categorical(
-        y_true, y_pred, from_logits, label_smoothing, axis, reduction)
-    gamma, alpha = _fd.focal(gamma, alpha, per_class=y_pred.shape[axis], like=y_pred)
-    target = _smoothed(y_true, label_smoothing, axis)
-    z = _compute(y_pred)
+    y_true, y_pred, label_smoothing, axis, gamma, alpha = _fd.categorical_focal(
+        y_true, y_pred, gamma, alpha, from_logits, label_smoothing, axis, reduction)
+    target, z = _smoothed(y_true, label_smoothing, axis), _compute(y_pred)
     if from_logits:
-        log_q = log_softmax(z, axis=axis)
-        miss = np.exp(gamma * _log_one_minus_softmax(z, axis))
+        log_q, miss = log_softmax(z, axis=axis), np.exp(gamma * _log_one_minus_softmax(z, axis))
     else:
         with np.errstate(divide="ignore"):
-            log_q = np.log(z)
-        miss = np.clip(1 - z, 0, 1) ** gamma
-    terms = -_times(target, log_q)
-    if gamma:
-        terms = _times(miss, terms)
-    if alpha is not None:
-        terms = _times(_per_class(_compute(np.asarray(alpha)), z.ndim, axis), terms)
+            log_q, miss = np.log(z), np.clip(1 - z, 0, 1) ** gamma
+    alpha = None if alpha is None else _compute(np.asarray(alpha))
+    terms = _neutral.categorical_focal(_times, target, log_q, miss, gamma, alpha)
     return _reduce(terms.sum(axis=axis), reduction).astype(_loss_dtype(y_pred))
 
 
 # ---- calibration ----------------------------------------------------------------------
 
-def _calibration_bins(labels, probs, n_bins, binning, axis):
-    """Count and ``|sum(correct - confidence)|`` of each non-empty bin (float64)."""
-    probs = np.moveaxis(probs.astype(np.float64), axis, -1)
-    probs = probs.reshape(-1, probs.shape[-1])
-    confidence = probs.max(axis=-1)
-    correct = probs.argmax(axis=-1) == labels.reshape(-1)
-    if binning == "width":
-        bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    else:
-        bins = np.empty(len(confidence), np.int64)
-        ranks = np.arange(len(confidence))
-        bins[np.argsort(confidence, kind="stable")] = ranks * n_bins // max(len(ranks), 1)
-    count = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(np.bincount(bins, weights=correct - confidence, minlength=n_bins))
-    kept = count > 0
-    return count[kept], gap[kept]
-
-
 @shared
 def expected_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
-    """
-    >>> from xentlib import numpy as xl
-    >>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
-    >>> round(float(xl.expected_calibration_error([0, 1, 1, 0], p, n_bins=2)), 4)
-    0.275
-    >>> round(float(xl.expected_calibration_error([0, 1, 1, 0], p, n_bins=2, binning="mass")), 4)
-    0.275
-    """
-    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
-    count, gap = _calibration_bins(labels, probs, n_bins, binning, axis)
-    return np.asarray(gap.sum() / count.sum() if count.size else 0.0, _loss_dtype(probs))[()]
+    probs, count, gap = _fd.calibration(labels, probs, n_bins, binning, axis)
+    return (gap.sum() / count.sum()).astype(_loss_dtype(probs))
 
 
 @shared
 def maximum_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
-    """
-    >>> from xentlib import numpy as xl
-    >>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
-    >>> round(float(xl.maximum_calibration_error([0, 1, 1, 0], p, n_bins=2, binning="mass")), 4)
-    0.425
-    """
-    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
-    count, gap = _calibration_bins(labels, probs, n_bins, binning, axis)
-    return np.asarray((gap / count).max() if count.size else 0.0, _loss_dtype(probs))[()]
+    probs, count, gap = _fd.calibration(labels, probs, n_bins, binning, axis)
+    return (gap / count).max().astype(_loss_dtype(probs))
 
 
 @shared
 def brier_score(labels, probs, *, axis=-1, reduction="mean"):
-    """
-    >>> from xentlib import numpy as xl
-    >>> round(float(xl.brier_score([0, 1], [[0.9, 0.1], [0.4, 0.6]])), 6)
-    0.17
-    """
-    labels, probs, *_, axis, _ = _fd.sparse(labels, probs, False, 0.0, None, None, axis,
-                                            reduction, pred_name="probs")
-    p = np.moveaxis(_compute(probs), axis, -1)
+    labels, probs = _fd.scored(labels, probs, axis, reduction)
+    p = _compute(probs)
     one_hot = np.arange(p.shape[-1]) == labels[..., None]
     return _reduce(((p - one_hot) ** 2).sum(axis=-1), reduction).astype(_loss_dtype(probs))
 
@@ -479,15 +394,7 @@ def _minimise_convex(slope_and_curvature, low, high, steps=200):
 
 @shared
 def fit_temperature(logits, labels, *, axis=-1):
-    """
-    >>> import numpy as np
-    >>> from xentlib import numpy as xl
-    >>> z = np.array([[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
-    >>> round(float(xl.fit_temperature(z, [0, 0, 1, 1])), 4)  # 3 of 4 right: softmax(z/T) = 0.75
-    3.641
-    """
-    labels, logits, *_, axis, _ = _fd.sparse(labels, logits, True, 0.0, None, None, axis,
-                                             "mean", pred_name="logits")
+    logits, labels, axis, _ = _fd.temperature(logits, labels, axis)
     z = np.moveaxis(logits.astype(np.float64), axis, -1)
     z = z.reshape(-1, z.shape[-1])
     z_y = np.take_along_axis(z, labels.reshape(-1, 1), axis=-1)[:, 0]

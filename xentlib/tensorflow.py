@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from xentlib import _neutral
 from xentlib import _validate as V
 from xentlib._docs import public_names, shared
 from xentlib._linear_keras import LinearCrossEntropyHead as LinearCrossEntropyHead  # in __all__
@@ -512,11 +513,7 @@ def perplexity(labels, logits, *, ignore_index=None, axis=-1):
     """
     At least one token must be kept (checked even under ``value_checks(False)``, as in NumPy).
     """
-    args = _fd.sparse(labels, logits, True, 0.0, ignore_index, None, axis, "mean", pred_name="logits")
-    if ignore_index is not None:
-        _fd.ops.require(_fd.ops._answer(tf.reduce_any(tf.not_equal(args[0], ignore_index))),
-                        V.no_tokens, "labels")
-    return tf.exp(_sparse(*args, True, "mean"))
+    return tf.exp(_sparse(*_fd.perplexity(labels, logits, ignore_index, axis), True, "mean"))
 
 
 @shared
@@ -573,28 +570,18 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
     ``keras.losses.BinaryFocalCrossentropy`` with ``apply_class_balancing=True``
     is ``alpha`` given here; Keras clips probabilities, so it saturates at
     large logits where this stays exact.
-
-    >>> from xentlib import tensorflow as xl
-    >>> float(xl.binary_focal_cross_entropy([1.0], [-100.0], from_logits=True))
-    100.0
     """
-    y_true, y_pred, label_smoothing, _ = _fd.binary(
-        y_true, y_pred, from_logits, label_smoothing, None, reduction)
-    gamma, alpha = _fd.focal(gamma, alpha)
+    y_true, y_pred, label_smoothing, gamma, alpha = _fd.binary_focal(
+        y_true, y_pred, gamma, alpha, from_logits, label_smoothing, reduction)
     z = _compute(y_pred)
-    y = tf.cast(_compute(y_true), z.dtype) * (1 - label_smoothing) + label_smoothing / 2
+    y = _neutral.smoothed_binary(tf.cast(_compute(y_true), z.dtype), label_smoothing)
     if from_logits:
         log_p, log_not_p = tf.math.log_sigmoid(z), tf.math.log_sigmoid(-z)
         miss = tf.exp(gamma * _logaddexp(tf.math.log(y) + log_not_p, tf.math.log1p(-y) + log_p))
     else:
         q = tf.clip_by_value(z, 0, 1)
-        log_p, log_not_p = tf.math.log(q), tf.math.log1p(-q)
-        miss = (y * (1 - q) + (1 - y) * q) ** gamma
-    per_elem = -(_times(y, log_p) + _times(1 - y, log_not_p))
-    if gamma:
-        per_elem = _times(miss, per_elem)
-    if alpha is not None:
-        per_elem = _times(alpha * y + (1 - alpha) * (1 - y), per_elem)
+        log_p, log_not_p, miss = tf.math.log(q), tf.math.log1p(-q), _neutral.binary_miss(y, q, gamma)
+    per_elem = _neutral.binary_focal(_times, y, log_p, log_not_p, miss, gamma, alpha)
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
 
@@ -605,105 +592,54 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
     ``keras.losses.CategoricalFocalCrossentropy`` applies ``alpha=0.25`` by
     default and clips probabilities: at logits ``[100, -100]``, target class 1,
     it returns 4.0295 where this returns 50 (with ``alpha=0.25``).
-
-    >>> from xentlib import tensorflow as xl
-    >>> float(xl.categorical_focal_cross_entropy([[0.0, 1.0]], [[100.0, -100.0]],
-    ...                                          alpha=0.25, from_logits=True))
-    50.0
     """
-    y_true, y_pred, label_smoothing, axis = _fd.categorical(
-        y_true, y_pred, from_logits, label_smoothing, axis, reduction)
-    gamma, alpha = _fd.focal(gamma, alpha, per_class=y_pred.shape[axis], like=y_pred)
+    y_true, y_pred, label_smoothing, axis, gamma, alpha = _fd.categorical_focal(
+        y_true, y_pred, gamma, alpha, from_logits, label_smoothing, axis, reduction)
     z = _compute(y_pred)
     target = tf.cast(_smoothed(y_true, label_smoothing, axis), z.dtype)
     if from_logits:
-        log_q = tf.nn.log_softmax(z, axis=axis)
-        miss = tf.exp(gamma * _log_one_minus_softmax(z, axis))
+        log_q, miss = tf.nn.log_softmax(z, axis=axis), tf.exp(gamma * _log_one_minus_softmax(z, axis))
     else:
-        log_q = _log(z)
-        miss = tf.clip_by_value(1 - z, 0, 1) ** gamma
-    terms = -_times(target, log_q)
-    if gamma:
-        terms = _times(miss, terms)
-    if alpha is not None:
-        weight = tf.cast(alpha, z.dtype)
-        if weight.shape.rank:
-            weight = tf.reshape(weight, [-1 if d == axis else 1 for d in range(z.shape.rank)])
-        terms = _times(weight + tf.zeros_like(terms), terms)
+        log_q, miss = _log(z), tf.clip_by_value(1 - z, 0, 1) ** gamma
+    if alpha is not None:  # broadcast for tf.where
+        alpha = tf.cast(alpha, z.dtype) + tf.zeros_like(z)
+    terms = _neutral.categorical_focal(_times, target, log_q, miss, gamma, alpha)
     return tf.cast(_reduce(tf.reduce_sum(terms, axis=axis), reduction), _loss_dtype(y_pred))
 
 
 # ---- calibration ----------------------------------------------------------------------
+#
+# Metrics, not losses: eager tensors only (the bins are counted on the host).
 
 @shared
 def expected_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
-    """
-    A metric, not a loss: eager tensors only; the bins are formed by the NumPy
-    reference.
-
-    >>> from xentlib import tensorflow as xl
-    >>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
-    >>> round(float(xl.expected_calibration_error([0, 1, 1, 0], p, n_bins=2)), 4)
-    0.275
-    """
-    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
-    value = _reference().expected_calibration_error(labels.numpy(), probs.numpy(), n_bins=n_bins,
-                                                    binning=binning, axis=axis)
-    return tf.constant(float(value), _loss_dtype(probs))
+    probs, count, gap = _fd.calibration(labels, probs, n_bins, binning, axis)
+    return tf.cast(tf.reduce_sum(gap) / tf.reduce_sum(count), _loss_dtype(probs))
 
 
 @shared
 def maximum_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
-    """
-    A metric, not a loss: eager tensors only; the bins are formed by the NumPy
-    reference.
-
-    >>> from xentlib import tensorflow as xl
-    >>> p = [[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]]
-    >>> round(float(xl.maximum_calibration_error([0, 1, 1, 0], p, n_bins=2, binning="mass")), 4)
-    0.425
-    """
-    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
-    value = _reference().maximum_calibration_error(labels.numpy(), probs.numpy(), n_bins=n_bins,
-                                                   binning=binning, axis=axis)
-    return tf.constant(float(value), _loss_dtype(probs))
+    probs, count, gap = _fd.calibration(labels, probs, n_bins, binning, axis)
+    return tf.cast(tf.reduce_max(gap / count), _loss_dtype(probs))
 
 
 @shared
 def brier_score(labels, probs, *, axis=-1, reduction="mean"):
-    """
-    >>> from xentlib import tensorflow as xl
-    >>> round(float(xl.brier_score([0, 1], [[0.9, 0.1], [0.4, 0.6]])), 6)
-    0.17
-    """
-    labels, probs, *_, axis, num_classes = _fd.sparse(labels, probs, False, 0.0, None, None,
-                                                      axis, reduction, pred_name="probs")
-    p = move_to_last(_compute(probs), axis)
-    one_hot = tf.one_hot(labels, num_classes, dtype=p.dtype)
-    per_item = tf.reduce_sum(tf.square(p - one_hot), axis=-1)
+    labels, probs = _fd.scored(labels, probs, axis, reduction)
+    p = _compute(probs)
+    per_item = tf.reduce_sum(tf.square(p - tf.one_hot(labels, tf.shape(p)[-1], dtype=p.dtype)), axis=-1)
     return tf.cast(_reduce(per_item, reduction), _loss_dtype(probs))
 
 
 @shared
 def fit_temperature(logits, labels, *, axis=-1):
     """
-    Eager tensors only; the one-dimensional search runs in the NumPy reference
-    (float64).
-
-    >>> from xentlib import tensorflow as xl
-    >>> z = [[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]]
-    >>> round(float(xl.fit_temperature(z, [0, 0, 1, 1])), 4)
-    3.641
+    Eager tensors only; the one-dimensional search runs in the NumPy reference.
     """
-    labels, logits, *_, axis, _ = _fd.sparse(labels, logits, True, 0.0, None, None, axis,
-                                             "mean", pred_name="logits")
-    value = _reference().fit_temperature(logits.numpy(), labels.numpy(), axis=axis)
-    return tf.constant(float(value), _loss_dtype(logits))
+    from xentlib import numpy as reference
 
-
-def _reference():
-    from xentlib import numpy
-    return numpy
+    logits, labels, axis, like = _fd.temperature(logits, labels, axis)
+    return tf.constant(reference.fit_temperature(logits, labels, axis=axis), _loss_dtype(like))
 
 
 # ---- Keras ---------------------------------------------------------------------------

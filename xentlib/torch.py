@@ -34,6 +34,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from xentlib import _neutral
 from xentlib import _validate as V
 from xentlib._docs import public_names, shared
 from xentlib._torch_ops import front_door as _fd
@@ -494,11 +495,7 @@ def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
 
 @shared
 def perplexity(labels, logits, *, ignore_index=None, axis=-1):
-    args = _fd.sparse(labels, logits, True, 0.0, ignore_index, None, axis, "mean", pred_name="logits")
-    labels = args[0]
-    if ignore_index is not None and not bool((labels != ignore_index).any()):
-        raise V.no_tokens("labels")
-    return torch.exp(_sparse(*args, True, "mean"))
+    return torch.exp(_sparse(*_fd.perplexity(labels, logits, ignore_index, axis), True, "mean"))
 
 
 @shared
@@ -535,114 +532,57 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
     Equals ``torchvision.ops.sigmoid_focal_loss(z, y, alpha, gamma)`` with the
     same ``alpha`` (torchvision's default is 0.25; ``alpha=None`` here is its
     ``alpha=-1``).
-
-    >>> from xentlib import torch as xl
-    >>> float(xl.binary_focal_cross_entropy([1.0], [-100.0], from_logits=True))
-    100.0
     """
-    y_true, y_pred, label_smoothing, _ = _fd.binary(
-        y_true, y_pred, from_logits, label_smoothing, None, reduction)
-    gamma, alpha = _fd.focal(gamma, alpha)
+    y_true, y_pred, label_smoothing, gamma, alpha = _fd.binary_focal(
+        y_true, y_pred, gamma, alpha, from_logits, label_smoothing, reduction)
     z = _compute(y_pred)
-    y = _compute(y_true).to(z.dtype) * (1 - label_smoothing) + label_smoothing / 2
+    y = _neutral.smoothed_binary(_compute(y_true).to(z.dtype), label_smoothing)
     if from_logits:
         log_p, log_not_p = F.logsigmoid(z), F.logsigmoid(-z)
-        miss = torch.exp(gamma * torch.logaddexp(torch.log(y) + log_not_p,
-                                                 torch.log1p(-y) + log_p))
+        log_miss = torch.logaddexp(torch.log(y) + log_not_p, torch.log1p(-y) + log_p)
+        miss = torch.exp(gamma * log_miss)
     else:
         q = torch.clamp(z, 0, 1)
-        log_p, log_not_p = torch.log(q), torch.log1p(-q)
-        miss = (y * (1 - q) + (1 - y) * q) ** gamma
-    per_elem = -(_times(y, log_p) + _times(1 - y, log_not_p))
-    if gamma:
-        per_elem = _times(miss, per_elem)
-    if alpha is not None:
-        per_elem = _times(alpha * y + (1 - alpha) * (1 - y), per_elem)
+        log_p, log_not_p, miss = torch.log(q), torch.log1p(-q), _neutral.binary_miss(y, q, gamma)
+    per_elem = _neutral.binary_focal(_times, y, log_p, log_not_p, miss, gamma, alpha)
     return _reduce(per_elem, reduction).to(_loss_dtype(y_pred))
 
 
 @shared
 def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
                                     label_smoothing=0.0, axis=-1, reduction="mean"):
-    """
-    >>> from xentlib import torch as xl
-    >>> float(xl.categorical_focal_cross_entropy([[0.0, 1.0]], [[100.0, -100.0]],
-    ...                                          alpha=0.25, from_logits=True))
-    50.0
-    """
-    y_true, y_pred, label_smoothing, axis = _fd.categorical(
-        y_true, y_pred, from_logits, label_smoothing, axis, reduction)
-    gamma, alpha = _fd.focal(gamma, alpha, per_class=y_pred.shape[axis], like=y_pred)
+    y_true, y_pred, label_smoothing, axis, gamma, alpha = _fd.categorical_focal(
+        y_true, y_pred, gamma, alpha, from_logits, label_smoothing, axis, reduction)
     z = _compute(y_pred)
     target = _smoothed(y_true, label_smoothing, axis).to(z.dtype)
     if from_logits:
-        log_q = torch.log_softmax(z, dim=axis)
-        miss = torch.exp(gamma * _log_one_minus_softmax(z, axis))
+        log_q, miss = torch.log_softmax(z, dim=axis), torch.exp(gamma * _log_one_minus_softmax(z, axis))
     else:
-        log_q = torch.log(z)
-        miss = torch.clamp(1 - z, 0, 1) ** gamma
-    terms = -_times(target, log_q)
-    if gamma:
-        terms = _times(miss, terms)
+        log_q, miss = torch.log(z), torch.clamp(1 - z, 0, 1) ** gamma
     if alpha is not None:
-        weight = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
-        if weight.ndim:
-            weight = weight.reshape([-1 if d == axis else 1 for d in range(z.ndim)])
-        terms = _times(weight, terms)
+        alpha = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
+    terms = _neutral.categorical_focal(_times, target, log_q, miss, gamma, alpha)
     return _reduce(terms.sum(dim=axis), reduction).to(_loss_dtype(y_pred))
 
 
 # ---- calibration ----------------------------------------------------------------------
 
-def _host(x):
-    return x.detach().cpu().numpy()
-
-
 @shared
 def expected_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
-    """
-    A metric, not a loss: the bins are formed on the host by the NumPy reference.
-
-    >>> import torch
-    >>> from xentlib import torch as xl
-    >>> p = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]])
-    >>> round(float(xl.expected_calibration_error(torch.tensor([0, 1, 1, 0]), p, n_bins=2)), 4)
-    0.275
-    """
-    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
-    value = _reference().expected_calibration_error(_host(labels), _host(probs), n_bins=n_bins,
-                                                    binning=binning, axis=axis)
-    return torch.tensor(float(value), dtype=_loss_dtype(probs), device=probs.device)
+    probs, count, gap = _fd.calibration(labels, probs, n_bins, binning, axis)
+    return (gap.sum() / count.sum()).to(_loss_dtype(probs))
 
 
 @shared
 def maximum_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
-    """
-    A metric, not a loss: the bins are formed on the host by the NumPy reference.
-
-    >>> import torch
-    >>> from xentlib import torch as xl
-    >>> p = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]])
-    >>> labels = torch.tensor([0, 1, 1, 0])
-    >>> round(float(xl.maximum_calibration_error(labels, p, n_bins=2, binning="mass")), 4)
-    0.425
-    """
-    labels, probs, n_bins, axis = _fd.calibration(labels, probs, n_bins, binning, axis)
-    value = _reference().maximum_calibration_error(_host(labels), _host(probs), n_bins=n_bins,
-                                                   binning=binning, axis=axis)
-    return torch.tensor(float(value), dtype=_loss_dtype(probs), device=probs.device)
+    probs, count, gap = _fd.calibration(labels, probs, n_bins, binning, axis)
+    return torch.max(gap / count).to(_loss_dtype(probs))
 
 
 @shared
 def brier_score(labels, probs, *, axis=-1, reduction="mean"):
-    """
-    >>> from xentlib import torch as xl
-    >>> round(float(xl.brier_score([0, 1], [[0.9, 0.1], [0.4, 0.6]])), 6)
-    0.17
-    """
-    labels, probs, *_, axis, _ = _fd.sparse(labels, probs, False, 0.0, None, None, axis,
-                                            reduction, pred_name="probs")
-    p = _compute(probs).movedim(axis, -1)
+    labels, probs = _fd.scored(labels, probs, axis, reduction)
+    p = _compute(probs)
     one_hot = F.one_hot(labels.long(), p.shape[-1]).to(p.dtype)
     return _reduce(((p - one_hot) ** 2).sum(dim=-1), reduction).to(_loss_dtype(probs))
 
@@ -650,20 +590,10 @@ def brier_score(labels, probs, *, axis=-1, reduction="mean"):
 @shared
 def fit_temperature(logits, labels, *, axis=-1):
     """
-    The one-dimensional search runs on the host (NumPy reference, float64).
-
-    >>> import torch
-    >>> from xentlib import torch as xl
-    >>> z = torch.tensor([[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
-    >>> round(float(xl.fit_temperature(z, torch.tensor([0, 0, 1, 1]))), 4)
-    3.641
+    The one-dimensional search runs on the host, in the NumPy reference.
     """
-    labels, logits, *_, axis, _ = _fd.sparse(labels, logits, True, 0.0, None, None, axis,
-                                             "mean", pred_name="logits")
-    value = _reference().fit_temperature(_host(logits), _host(labels), axis=axis)
-    return torch.tensor(float(value), dtype=_loss_dtype(logits), device=logits.device)
+    from xentlib import numpy as reference
 
-
-def _reference():
-    from xentlib import numpy
-    return numpy
+    logits, labels, axis, like = _fd.temperature(logits, labels, axis)
+    t = reference.fit_temperature(logits, labels, axis=axis)
+    return torch.tensor(float(t), dtype=_loss_dtype(like), device=like.device)

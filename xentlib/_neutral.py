@@ -1,0 +1,75 @@
+r"""The backend-neutral parts of the formulas, written once for the three backends.
+
+A backend's public function computes the terms of its formula in its own framework
+(log-probabilities, a focal factor) and passes them here to be combined. These
+functions use only the arithmetic operators that NumPy arrays, PyTorch tensors and
+TensorFlow tensors share, and the backend's ``times`` (``weight * term`` with
+:math:`0 \cdot \infty = 0`). The calibration bins are counted on the host, in NumPy
+float64, for every backend.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def smoothed_binary(y, epsilon):
+    """Binary label smoothing: every target moved towards 1/2."""
+    return y * (1 - epsilon) + epsilon / 2
+
+
+def binary_miss(y, q, gamma):
+    r"""The focal factor :math:`(1 - p_t)^\gamma = \big(y (1 - q) + (1 - y)\, q\big)^\gamma` of probabilities."""
+    return (y * (1 - q) + (1 - y) * q) ** gamma
+
+
+def binary_focal(times, y, log_p, log_not_p, miss, gamma, alpha):
+    r"""Per element :math:`\alpha_t (1 - p_t)^\gamma \big(-y \log p - (1 - y) \log(1 - p)\big)`.
+
+    ``miss`` is :math:`(1 - p_t)^\gamma` (not applied for ``gamma=0``: it may be NaN
+    there, :math:`0 \cdot \log 0`); ``alpha`` ``None`` is :math:`\alpha_t = 1`.
+    """
+    per_elem = -(times(y, log_p) + times(1 - y, log_not_p))
+    if gamma:
+        per_elem = times(miss, per_elem)
+    if alpha is not None:
+        per_elem = times(alpha * y + (1 - alpha) * (1 - y), per_elem)
+    return per_elem
+
+
+def categorical_focal(times, target, log_q, miss, gamma, alpha):
+    r"""Per class :math:`-\alpha_c\, \tilde y_c (1 - \hat y_c)^\gamma \log \hat y_c` (summed by the caller).
+
+    ``alpha`` is ``None``, a scalar, or per-class weights shaped to broadcast along
+    the class axis (the front door shapes them).
+    """
+    terms = -times(target, log_q)
+    if gamma:
+        terms = times(miss, terms)
+    if alpha is not None:
+        terms = times(alpha, terms)
+    return terms
+
+
+def calibration_bins(labels, probs, n_bins, binning, axis):
+    """Count and ``|sum(correct - confidence)|`` of each non-empty bin (float64 NumPy arrays).
+
+    No items give one bin of count 1 and gap 0, so that the expected
+    (``gap.sum() / count.sum()``) and the maximum (``(gap / count).max()``)
+    calibration errors are both 0 there.
+    """
+    probs = np.moveaxis(np.asarray(probs, np.float64), axis, -1)
+    probs = probs.reshape(-1, probs.shape[-1])
+    if not len(probs):
+        return np.ones(1), np.zeros(1)
+    confidence = probs.max(axis=-1)
+    correct = probs.argmax(axis=-1) == np.asarray(labels).reshape(-1)
+    if binning == "width":
+        bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    else:
+        bins = np.empty(len(confidence), np.int64)
+        ranks = np.arange(len(confidence))
+        bins[np.argsort(confidence, kind="stable")] = ranks * n_bins // len(ranks)
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=correct - confidence, minlength=n_bins))
+    kept = count > 0
+    return count[kept].astype(np.float64), gap[kept]
