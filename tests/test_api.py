@@ -4,7 +4,7 @@ import inspect
 
 import pytest
 
-from xentlib._docs import EXTRAS  # documented backend-only extras (see each module's docstring)
+from xentlib._docs import EXTRAS, FUNCTIONS  # the function table; documented backend-only extras
 
 
 def _module(name):
@@ -15,9 +15,17 @@ def _common_names(name):
     return set(_module(name).__all__) - set(EXTRAS[name])
 
 
-@pytest.mark.parametrize("name", ["torch", "tensorflow"])
-def test_same_names_as_the_reference(name):
-    assert _common_names(name) == _common_names("numpy")
+@pytest.mark.parametrize("name", ["numpy", "torch", "tensorflow"])
+def test_every_backend_exports_the_function_table(name):
+    assert _module(name).__all__[:len(FUNCTIONS)] == list(FUNCTIONS)
+    assert _common_names(name) == set(FUNCTIONS)
+
+
+def test_every_function_of_the_table_has_its_reference_text_and_tests():
+    for fn, f in FUNCTIONS.items():
+        assert f.doc or f.tested_in, f"{fn}: no reference text"
+        assert f.exercises is not None, f"{fn}: no exercise cases"
+        assert (f.parity and f.calls) or f.tested_in, f"{fn}: no parity inputs or valid calls"
 
 
 @pytest.mark.parametrize("name", ["torch", "tensorflow"])

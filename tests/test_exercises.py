@@ -3,11 +3,17 @@ import numpy as np
 import pytest
 
 from xentlib import numpy as ref
+from xentlib._docs import FUNCTIONS
 from xentlib.exercises import cases, check, names
 
 
 def test_every_reference_function_has_cases():
     assert names() == list(ref.__all__)
+
+
+def test_the_cases_are_the_function_tables():
+    for name, f in FUNCTIONS.items():
+        assert [note for *_, note in cases(name)] == [c.note for c in f.exercises()], name
 
 
 @pytest.mark.parametrize("name", ref.__all__)

@@ -87,7 +87,7 @@ P6 = np.array([0.6, 0.2, 0.2])
 Q5 = np.array([0.5, 0.3, 0.2])
 
 
-def _lse_like(name):
+def lse_like(name):
     r = _rng(name)
     return [
         _c(_logits(r, 5), note="random logits"),
@@ -100,13 +100,13 @@ def _lse_like(name):
     ]
 
 
-def _cases_logsumexp():
-    out = _lse_like("logsumexp")
+def cases_logsumexp():
+    out = lse_like("logsumexp")
     out.append(_c(_logits(_rng("lse2"), 2, 3), keepdims=True, note="keepdims=True"))
     return out
 
 
-def _cases_sigmoid(name):
+def cases_sigmoid(name):
     r = _rng(name)
     return [
         _c(_logits(r, 6), note="random logits"),
@@ -116,7 +116,7 @@ def _cases_sigmoid(name):
     ]
 
 
-def _cases_entropy():
+def cases_entropy():
     r = _rng("entropy")
     cols = _dist(r, 3, 4).T
     return [
@@ -134,7 +134,7 @@ def _cases_entropy():
     ]
 
 
-def _cases_two(name):
+def cases_two(name):
     r = _rng(name)
     p, q = _dist(r, 3, 5), _dist(r, 3, 5)
     return [
@@ -150,7 +150,7 @@ def _cases_two(name):
     ]
 
 
-def _cases_joint(name):
+def cases_joint(name):
     r = _rng(name)
     return [
         _c(_table(r, 2, 3), note="a random 2x3 table p(x, y)"),
@@ -162,7 +162,7 @@ def _cases_joint(name):
     ]
 
 
-def _cases_smooth_labels():
+def cases_smooth_labels():
     r = _rng("smooth_labels")
     return [
         _c(np.array([0.0, 1.0, 0.0, 0.0]), 0.1, note="one-hot, epsilon = 0.1"),
@@ -174,7 +174,7 @@ def _cases_smooth_labels():
     ]
 
 
-def _cases_categorical():
+def cases_categorical():
     r = _rng("categorical_cross_entropy")
     y = _onehot([1, 0, 2, 2], 3)
     probs = _dist(r, 4, 3)
@@ -195,7 +195,7 @@ def _cases_categorical():
     ]
 
 
-def _cases_sparse():
+def cases_sparse():
     r = _rng("sparse_categorical_cross_entropy")
     labels = np.array([1, 0, 2, 2])
     probs = _dist(r, 4, 3)
@@ -218,7 +218,7 @@ def _cases_sparse():
     ]
 
 
-def _cases_binary():
+def cases_binary():
     r = _rng("binary_cross_entropy")
     y = (r.random((3, 4)) > 0.5).astype(float)
     q = r.uniform(0.05, 0.95, size=(3, 4))
@@ -239,7 +239,7 @@ def _cases_binary():
     ]
 
 
-def _cases_mse():
+def cases_mse():
     r = _rng("mean_squared_error")
     a, b = r.normal(size=(3, 4)), r.normal(size=(3, 4))
     return [
@@ -251,7 +251,7 @@ def _cases_mse():
     ]
 
 
-def _cases_gaussian_nll():
+def cases_gaussian_nll():
     r = _rng("gaussian_nll")
     y, mu = r.normal(size=6), r.normal(size=6)
     return [
@@ -264,7 +264,7 @@ def _cases_gaussian_nll():
     ]
 
 
-def _cases_perplexity():
+def cases_perplexity():
     r = _rng("perplexity")
     return [
         _c(np.array([0, 1, 2]), np.zeros((3, 3)), note="a uniform model over 3 tokens"),
@@ -276,7 +276,7 @@ def _cases_perplexity():
     ]
 
 
-def _cases_softmax_grad():
+def cases_softmax_grad():
     r = _rng("softmax_cross_entropy_grad")
     return [
         _c(np.array([0.0, 1.0]), np.array([0.0, 0.0]), note="two equal logits"),
@@ -287,7 +287,7 @@ def _cases_softmax_grad():
     ]
 
 
-def _cases_sigmoid_grad():
+def cases_sigmoid_grad():
     r = _rng("sigmoid_cross_entropy_grad")
     return [
         _c(np.array([1.0, 0.0]), np.array([0.0, 0.0]), note="z = 0"),
@@ -307,7 +307,7 @@ def _quadratic(center):
     return loss_and_grad
 
 
-def _cases_gradient_descent():
+def cases_gradient_descent():
     return [
         _c(_quadratic([0.0]), np.array([3.0]), learning_rate=0.25, steps=3, note="(t - 0)^2, 3 steps"),
         _c(_quadratic([1.0, -2.0]), np.array([0.0, 0.0]), learning_rate=0.1, steps=20,
@@ -317,7 +317,7 @@ def _cases_gradient_descent():
     ]
 
 
-def _cases_linear_cross_entropy():
+def cases_linear_cross_entropy():
     r = _rng("linear_cross_entropy")
     hidden, weight = r.normal(size=(5, 3)), r.normal(size=(7, 3))
     labels = np.array([0, 6, 2, 2, 4])
@@ -331,7 +331,7 @@ def _cases_linear_cross_entropy():
     ]
 
 
-def _cases_focal(name):
+def cases_focal(name):
     r = _rng(name)
     if name == "binary_focal_cross_entropy":
         y, q, z = (r.random((3, 4)) > 0.5).astype(float), r.uniform(0.05, 0.95, (3, 4)), _logits(r, 3, 4)
@@ -352,7 +352,7 @@ def _cases_focal(name):
     ]
 
 
-def _cases_calibration(name):
+def cases_calibration(name):
     r = _rng(name)
     probs, labels = _dist(r, 40, 3), r.integers(0, 3, 40)
     if name == "brier_score":
@@ -362,43 +362,18 @@ def _cases_calibration(name):
             _c(labels, probs, n_bins=4, binning="mass", note="4 equal-mass bins")]
 
 
-def _cases_fit_temperature():
+def cases_fit_temperature():
     r = _rng("fit_temperature")
     z = _logits(r, 60, 4) * 3
     labels = np.array([r.choice(4, p=np.exp(row / 2) / np.exp(row / 2).sum()) for row in z])
     return [_c(z, labels, note="over-confident logits: T > 1")]
 
 
-_GENERATORS = {
-    "logsumexp": _cases_logsumexp,
-    "softmax": lambda: _lse_like("softmax"),
-    "log_softmax": lambda: _lse_like("log_softmax"),
-    "sigmoid": lambda: _cases_sigmoid("sigmoid"),
-    "log_sigmoid": lambda: _cases_sigmoid("log_sigmoid"),
-    "entropy": _cases_entropy,
-    "cross_entropy": lambda: _cases_two("cross_entropy"),
-    "kl_divergence": lambda: _cases_two("kl_divergence"),
-    "joint_entropy": lambda: _cases_joint("joint_entropy"),
-    "conditional_entropy": lambda: _cases_joint("conditional_entropy"),
-    "mutual_information": lambda: _cases_joint("mutual_information"),
-    "smooth_labels": _cases_smooth_labels,
-    "categorical_cross_entropy": _cases_categorical,
-    "sparse_categorical_cross_entropy": _cases_sparse,
-    "binary_cross_entropy": _cases_binary,
-    "mean_squared_error": _cases_mse,
-    "gaussian_nll": _cases_gaussian_nll,
-    "perplexity": _cases_perplexity,
-    "softmax_cross_entropy_grad": _cases_softmax_grad,
-    "sigmoid_cross_entropy_grad": _cases_sigmoid_grad,
-    "linear_cross_entropy": _cases_linear_cross_entropy,
-    "binary_focal_cross_entropy": lambda: _cases_focal("binary_focal_cross_entropy"),
-    "categorical_focal_cross_entropy": lambda: _cases_focal("categorical_focal_cross_entropy"),
-    "expected_calibration_error": lambda: _cases_calibration("expected_calibration_error"),
-    "maximum_calibration_error": lambda: _cases_calibration("maximum_calibration_error"),
-    "brier_score": lambda: _cases_calibration("brier_score"),
-    "fit_temperature": _cases_fit_temperature,
-    "gradient_descent": _cases_gradient_descent,
-}
+def _generators():
+    """Name -> case generator: the function table's, and the NumPy-only ``gradient_descent``."""
+    from xentlib._docs import FUNCTIONS
+    return {**{name: f.exercises for name, f in FUNCTIONS.items() if f.exercises},
+            "gradient_descent": cases_gradient_descent}
 
 
 def names():
@@ -409,7 +384,8 @@ def names():
     ['logsumexp', 'softmax', 'log_softmax']
     """
     from xentlib import numpy as ref
-    return [n for n in ref.__all__ if n in _GENERATORS]
+    generators = _generators()
+    return [n for n in ref.__all__ if n in generators]
 
 
 def cases(name):
@@ -420,9 +396,10 @@ def cases(name):
     >>> args[0].tolist(), kwargs, note
     ([0.0, 1.0, 0.0], {}, 'one-hot: 0 log 0 counts as 0')
     """
-    if name not in _GENERATORS:
+    generators = _generators()
+    if name not in generators:
         raise ValueError(f"name must be one of {', '.join(names())}; got {name!r}")
-    return [(c.args, c.kwargs, c.note) for c in _GENERATORS[name]()]
+    return [(c.args, c.kwargs, c.note) for c in generators[name]()]
 
 
 # ---- backends --------------------------------------------------------------------
@@ -534,7 +511,8 @@ def check(fn, name, *, backend="numpy"):
     """
     if not callable(fn):
         raise TypeError(f"fn must be a function; got {type(fn).__name__}")
-    if not isinstance(name, str) or name not in _GENERATORS:
+    generators = _generators()
+    if not isinstance(name, str) or name not in generators:
         raise ValueError(f"name must be one of {', '.join(names())}; got {name!r}")
     convert = _converter(backend)
     module = importlib.import_module(f"xentlib.{backend}")
@@ -544,7 +522,7 @@ def check(fn, name, *, backend="numpy"):
     accepted = _accepted(fn)
 
     tried, skipped_kw = [], set()
-    for case in _GENERATORS[name]():
+    for case in generators[name]():
         missing = set() if accepted is None else set(case.kwargs) - accepted
         if missing:
             skipped_kw |= missing
@@ -584,7 +562,7 @@ def check(fn, name, *, backend="numpy"):
 
     line = f"✓ {name}: matches xentlib.{backend}.{name} on {len(tried)} inputs"
     if skipped_kw:
-        n = sum(1 for c in _GENERATORS[name]()) - len(tried)
+        n = sum(1 for c in generators[name]()) - len(tried)
         line += (f" (not tried: {n} input{'s' if n != 1 else ''} that need the keyword(s) "
                  f"{', '.join(sorted(skipped_kw))})")
     print(line)
