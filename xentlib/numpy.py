@@ -56,12 +56,10 @@ def _compute(x):
     return x.astype(np.float32) if x.dtype == np.float16 else x
 
 
-def _weighted_compute(x, weight):
-    """The compute dtype, widened from float32 to float64 for weighted losses: a weighted
-    loss (or a weighted sum over classes) can pass float32's maximum where the result,
-    cast back to float32 at the end, does not."""
-    x = _compute(x)
-    return x.astype(np.float64) if weight is not None and x.dtype == np.float32 else x
+def _wide(x):
+    """float32 as float64, for weighted item losses: ``w * loss`` (or a weighted sum over
+    classes) can pass float32's maximum where the reduced result does not."""
+    return x.astype(np.float64) if x.dtype == np.float32 else x
 
 
 def _loss_dtype(x):
@@ -229,7 +227,7 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
 
 def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_classes,
             from_logits, reduction):
-    z = np.moveaxis(_weighted_compute(y_pred, weight), axis, -1)
+    z = np.moveaxis(_compute(y_pred), axis, -1)
     if from_logits:
         log_q = log_softmax(z, axis=-1)
     else:
@@ -243,9 +241,11 @@ def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_cla
     nll = -np.take_along_axis(log_q, safe[..., None], axis=-1)[..., 0]
     w_y = np.ones_like(nll) if weight is None else weight[safe]
     w_y = np.where(kept, w_y, 0.0)
+    if weight is not None:
+        nll, w_y = _wide(nll), _wide(w_y)
     per_item = _times((1 - label_smoothing) * w_y, nll)
     if label_smoothing > 0:
-        w_log_q = log_q if weight is None else -_times(weight, -log_q)
+        w_log_q = log_q if weight is None else -_times(_wide(weight), -_wide(log_q))
         uniform = -w_log_q.sum(axis=-1) / num_classes
         per_item = per_item + label_smoothing * np.where(kept, uniform, 0.0)
     per_item = np.where(kept, per_item, 0.0)  # also hides 0 * inf from ignored items
@@ -260,16 +260,15 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
     y = _compute(y_true) * (1 - label_smoothing) + label_smoothing / 2
     w_pos = 1.0 if pos_weight is None else _compute(pos_weight)
-    x = _weighted_compute(y_pred, pos_weight)
     if from_logits:
-        z = x
+        z = _compute(y_pred)
         log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
-        per_elem = -(w_pos * y * log_p + (1 - y) * log_not_p)
+        with np.errstate(over="ignore"):  # pos_weight * |z| beyond the dtype's max: inf
+            per_elem = -(w_pos * y * log_p + (1 - y) * log_not_p)
     else:
-        q = np.clip(x, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
+        q = np.clip(_compute(y_pred), 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
         per_elem = -(w_pos * _xlogy(y, q) + _xlogy(1 - y, 1 - q))
-    with np.errstate(over="ignore"):  # weighted, from float64: beyond float32's max is inf
-        return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
+    return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
 
 
 @shared

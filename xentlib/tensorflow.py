@@ -45,8 +45,8 @@ from xentlib import _validate as V
 from xentlib._docs import public_names, shared
 from xentlib._linear_keras import LinearCrossEntropyHead as LinearCrossEntropyHead  # in __all__
 from xentlib._linear_tensorflow import linear_cross_entropy as linear_cross_entropy  # in __all__
-from xentlib._tensorflow_ops import front_door as _fd
 from xentlib._tensorflow_ops import invalid_labels, move_to_last, widen_float32
+from xentlib._tensorflow_ops import front_door as _fd
 
 __all__ = public_names("tensorflow")
 
@@ -64,14 +64,10 @@ def _loss_dtype(x):
     return tf.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
-def _weighted_compute(x, weight):
-    """The compute dtype, widened from float32 to float64 for weighted losses: a weighted
-    loss (or a weighted sum over classes) can pass float32's maximum where the result,
-    cast back to float32 at the end, does not."""
-    x = _compute(x)
-    if weight is not None and x.dtype == tf.float32:
-        return widen_float32(x)
-    return x
+def _wide(x):
+    """float32 as float64, for weighted item losses: ``w * loss`` (or a weighted sum over
+    classes) can pass float32's maximum where the reduced result does not."""
+    return widen_float32(x) if x.dtype == tf.float32 else x
 
 
 def _common(*xs):
@@ -294,20 +290,32 @@ def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
         e = z2 - tf.reduce_max(z2, axis=1, keepdims=True)
         e_y = tf.gather(e, safe, axis=1, batch_dims=1)
         if eps > 0:  # sum_c w_c (z_c - m)
-            e_w = tf.reduce_sum(e, axis=1) if weight is None else tf.linalg.matvec(e, weight)
+            e_w = tf.reduce_sum(e, axis=1) if weight is None else tf.linalg.matvec(_wide(e), _wide(weight))
         ex = tf.exp(e)
         s = tf.reduce_sum(ex, axis=1)
         log_s = tf.math.log(s)
-        per_item = (1 - eps) * w_y * (log_s - e_y)
-        if eps > 0:  # -sum_c w_c log q_c / C
-            per_item += eps * tf.where(kept2, (total_w * log_s - e_w) / num_classes, zeros)
-        per_item = tf.where(kept2, per_item, zeros)
-        if reduction == "none":
-            out = tf.reshape(per_item, tf.shape(labels))
-        else:
-            out = tf.reduce_sum(per_item)
-            if reduction == "mean":
-                out = tf.math.divide_no_nan(out, denominator)  # no kept item -> 0
+        if weight is None:
+            per_item = (1 - eps) * w_y * (log_s - e_y)
+            if eps > 0:  # -sum_c log q_c / C
+                per_item += eps * tf.where(kept2, (total_w * log_s - e_w) / num_classes, zeros)
+            per_item = tf.where(kept2, per_item, zeros)
+            if reduction == "none":
+                out = tf.reshape(per_item, tf.shape(labels))
+            else:
+                out = tf.reduce_sum(per_item)
+                if reduction == "mean":
+                    out = tf.math.divide_no_nan(out, denominator)  # no kept item -> 0
+        else:  # in float64 (see _wide), back to the logits' dtype at the end
+            per_item = (1 - eps) * _wide(w_y) * _wide(log_s - e_y)
+            wide_zeros = tf.zeros_like(per_item)
+            if eps > 0:  # -sum_c w_c log q_c / C
+                smooth = (_wide(total_w) * _wide(log_s) - e_w) / _wide(num_classes)
+                per_item += eps * tf.where(kept2, smooth, wide_zeros)
+            per_item = tf.where(kept2, per_item, wide_zeros)
+            if reduction == "none":
+                out = tf.cast(tf.reshape(per_item, tf.shape(labels)), dtype)
+            else:
+                out = tf.cast(_reduce(per_item, reduction, denominator), dtype)
 
         def grad(g):
             g = _row_factor(tf.reshape(g, [-1]) if reduction == "none" else g,
@@ -421,7 +429,7 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
 
 def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_classes,
             from_logits, reduction):
-    z = move_to_last(_weighted_compute(y_pred, weight), axis)
+    z = move_to_last(_compute(y_pred), axis)
     kept = tf.ones_like(labels, tf.bool) if ignore_index is None else tf.not_equal(labels, ignore_index)
     if weight is not None:
         weight = tf.cast(weight, z.dtype)
@@ -450,13 +458,16 @@ def _sparse_terms(labels, z, kept, weight, label_smoothing, num_classes):
     nll = -_log(tf.gather(q, safe, axis=-1, batch_dims=labels.shape.rank))
     w_y = tf.ones_like(nll) if weight is None else tf.gather(weight, safe)
     w_y = tf.where(kept, w_y, tf.zeros_like(w_y))
+    if weight is not None:
+        nll, w_y = _wide(nll), _wide(w_y)
     per_item = _times((1 - label_smoothing) * w_y, nll)
     if label_smoothing > 0:
         if weight is None:
             w_log_q = _log(q)
         else:  # a class of weight 0 adds nothing, even where its probability is 0 (0 log 0 = 0)
-            w_log_q = -_times(weight, -_log(tf.where(tf.equal(weight, 0), tf.ones_like(q), q)))
-        uniform = -tf.reduce_sum(w_log_q, axis=-1) / tf.cast(num_classes, z.dtype)
+            log_q = _log(tf.where(tf.equal(weight, 0), tf.ones_like(q), q))
+            w_log_q = -_times(_wide(weight), -_wide(log_q))
+        uniform = -tf.reduce_sum(w_log_q, axis=-1) / tf.cast(num_classes, w_log_q.dtype)
         per_item = per_item + label_smoothing * tf.where(kept, uniform, tf.zeros_like(uniform))
     return tf.where(kept, per_item, tf.zeros_like(per_item)), w_y
 
@@ -473,7 +484,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     """
     y_true, y_pred, label_smoothing, pos_weight = _fd.binary(
         y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
-    z = _weighted_compute(y_pred, pos_weight)
+    z = _compute(y_pred)
     y = tf.cast(_compute(y_true), z.dtype)
     if label_smoothing:
         y = y * (1 - label_smoothing) + label_smoothing / 2

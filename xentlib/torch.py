@@ -62,12 +62,10 @@ def _compute(x):
     return x.float() if x.dtype in _LOW_PRECISION else x
 
 
-def _weighted_compute(x, weight):
-    """The compute dtype, widened from float32 to float64 for weighted losses: a weighted
-    loss (or a weighted sum over classes) can pass float32's maximum where the result,
-    cast back to float32 at the end, does not."""
-    x = _compute(x)
-    return x.double() if weight is not None and x.dtype == torch.float32 else x
+def _wide(x):
+    """float32 as float64, for weighted item losses: ``w * loss`` (or a weighted sum over
+    classes) can pass float32's maximum where the reduced result does not."""
+    return x.double() if x.dtype == torch.float32 else x
 
 
 def _loss_dtype(x):
@@ -255,13 +253,17 @@ def _differentiable_grad(forward, z, args, g):
 def _sparse_forward(z, safe, kept, weight, eps, reduction):
     log_q = F.log_softmax(z, dim=-1)
     w_y = kept.to(z.dtype) if weight is None else torch.where(kept, weight[safe.squeeze(-1)], 0.0)
-    per_item = -(1 - eps) * w_y * log_q.gather(-1, safe).squeeze(-1)
+    log_q_y = log_q.gather(-1, safe).squeeze(-1)
+    if weight is None:
+        per_item = -(1 - eps) * w_y * log_q_y
+    else:
+        per_item = -(1 - eps) * _wide(w_y) * _wide(log_q_y)
     if eps > 0:  # -sum_c w_c log q_c / C
-        w_log_q = log_q.sum(dim=-1) if weight is None else torch.matmul(log_q, weight)
+        w_log_q = log_q.sum(dim=-1) if weight is None else torch.matmul(_wide(log_q), _wide(weight))
         per_item = per_item - (eps / z.shape[-1]) * torch.where(kept, w_log_q, 0.0)
     per_item = torch.where(kept, per_item, 0.0)
     denominator = w_y.sum()
-    return _reduce(per_item, reduction, denominator), log_q, w_y, denominator
+    return _reduce(per_item, reduction, denominator).to(z.dtype), log_q, w_y, denominator
 
 
 class _SparseCEFromLogits(torch.autograd.Function):
@@ -410,7 +412,7 @@ def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label
 
 def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_classes,
             from_logits, reduction):
-    z = torch.movedim(_weighted_compute(y_pred, weight), axis, -1)
+    z = torch.movedim(_compute(y_pred), axis, -1)
     if weight is not None:
         weight = weight.to(dtype=z.dtype)
     kept = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
@@ -427,11 +429,13 @@ def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_cla
         nll = -torch.log(torch.where(kept, picked, 1.0))  # log only where needed: no 0 * inf
     w_y = torch.ones_like(nll) if weight is None else weight[safe.squeeze(-1)]
     w_y = torch.where(kept, w_y, 0.0)
+    if weight is not None:
+        nll, w_y = _wide(nll), _wide(w_y)
     per_item = _times((1 - label_smoothing) * w_y, nll)
     if label_smoothing > 0:
         if not from_logits:  # a class of weight 0 adds nothing, even at probability 0
             log_q = torch.log(z if weight is None else torch.where(weight == 0, 1.0, z))
-        w_log_q = log_q if weight is None else -_times(weight, -log_q)
+        w_log_q = log_q if weight is None else -_times(_wide(weight), -_wide(log_q))
         uniform = -w_log_q.sum(dim=-1) / num_classes
         per_item = per_item + label_smoothing * torch.where(kept, uniform, 0.0)
     per_item = torch.where(kept, per_item, 0.0)
@@ -454,7 +458,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     if label_smoothing:
         y = y * (1 - label_smoothing) + label_smoothing / 2
     w_pos = None if pos_weight is None else _compute(pos_weight)
-    z = _weighted_compute(y_pred, pos_weight)
+    z = _compute(y_pred)
     if from_logits:
         y = y.to(z.dtype)
         w_pos = None if w_pos is None else w_pos.to(z.dtype)
