@@ -8,6 +8,7 @@ drops assertions; the losses then mark an invalid label with NaN instead.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -230,3 +231,69 @@ def move_to_last(x, axis):
 
 
 front_door = FrontDoor(TensorFlowOps())
+
+
+def compiled_when_hot(fn, calls=3):
+    """``fn``, run as one ``tf.function`` (checks and formula in one graph) once it has been
+    called eagerly ``calls`` times with the same arguments (tensor dtypes and shapes, options).
+
+    Eager TensorFlow dispatches each of a loss's ~40 small operations on its own: at 4096 x 10
+    logits that is several times the built-in's time, all of it dispatch. The graph runs
+    them in one call. A check that fails in the graph (an assertion) is reported by running
+    ``fn`` eagerly, which raises the named ``ValueError``. Calls with other inputs than
+    tensors and Python options (lists, NumPy arrays, variables), and calls inside a graph,
+    run ``fn`` as it is.
+
+    >>> import tensorflow as tf
+    >>> from xentlib import tensorflow as xl
+    >>> z, y = tf.constant([[2.0, 0.5, -1.0]]), tf.constant([0])
+    >>> [round(float(xl.sparse_categorical_cross_entropy(y, z, from_logits=True)), 5)
+    ...  for _ in range(5)]  # the last two from the graph
+    [0.24131, 0.24131, 0.24131, 0.24131, 0.24131]
+    >>> xl.sparse_categorical_cross_entropy(tf.constant([3]), z, from_logits=True)
+    Traceback (most recent call last):
+    ValueError: labels must lie in [0, 3); found values in [3, 3]
+    """
+    seen, graphs = {}, {}
+
+    def traced(checks, args, kwargs):
+        with V.value_checks(checks):
+            return fn(*args, **kwargs)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        key = _call_key(args, kwargs) if tf.executing_eagerly() else None
+        if key is None:
+            return fn(*args, **kwargs)
+        if seen.get(key, 0) < calls:
+            if len(seen) > 4096:  # many distinct calls: forget, rather than grow
+                seen.clear()
+            seen[key] = seen.get(key, 0) + 1
+            return fn(*args, **kwargs)
+        graph = graphs.get(key)
+        if graph is None:  # a graph per signature (static shapes: the fastest); beyond 8, one
+            # per rank of each tensor, which relaxes lengths to None (never the ranks)
+            relaxed = len(graphs) >= 8
+            if relaxed:
+                key = tuple((k[0], k[1], len(k[2])) if isinstance(k[1], tf.DType) else k for k in key)
+            graph = graphs.get(key) or graphs.setdefault(
+                key, tf.function(traced, reduce_retracing=relaxed))
+        try:
+            return graph(V.value_checks_enabled(), args, kwargs)
+        except tf.errors.InvalidArgumentError:
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _call_key(args, kwargs):
+    """What a call's graph depends on, or ``None`` for arguments it would not be traced for."""
+    key = []
+    for name, value in [*((None, a) for a in args), *sorted(kwargs.items())]:
+        if isinstance(value, tf.Tensor) and hasattr(value, "numpy"):  # an eager tensor
+            key.append((name, value.dtype, tuple(value.shape)))
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            key.append((name, type(value), value))
+        else:
+            return None
+    return tuple(key)

@@ -45,7 +45,7 @@ from xentlib import _validate as V
 from xentlib._docs import public_names, shared
 from xentlib._linear_keras import LinearCrossEntropyHead as LinearCrossEntropyHead  # in __all__
 from xentlib._linear_tensorflow import linear_cross_entropy as linear_cross_entropy  # in __all__
-from xentlib._tensorflow_ops import invalid_labels, move_to_last, widen_float32
+from xentlib._tensorflow_ops import compiled_when_hot, invalid_labels, move_to_last, widen_float32
 from xentlib._tensorflow_ops import front_door as _fd
 
 __all__ = public_names("tensorflow")
@@ -391,6 +391,7 @@ def _binary_from_logits(y, z, w_pos, reduction):
 # ---- losses -------------------------------------------------------------------------
 
 @shared
+@compiled_when_hot
 def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
                               axis=-1, reduction="mean"):
     """
@@ -410,6 +411,7 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
 
 
 @shared
+@compiled_when_hot
 def sparse_categorical_cross_entropy(labels, y_pred, *, from_logits=False, label_smoothing=0.0,
                                      ignore_index=None, class_weight=None, axis=-1,
                                      reduction="mean"):
@@ -473,6 +475,7 @@ def _sparse_terms(labels, z, kept, weight, label_smoothing, num_classes):
 
 
 @shared
+@compiled_when_hot
 def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
                          pos_weight=None, reduction="mean"):
     """
