@@ -49,7 +49,7 @@ def median_seconds(step, repeats, warmup=True):
     CPU time counts only this process's own work (all its threads), so on a shared,
     loaded machine it is the steadier of the two; wall time is what a user waits.
     """
-    if warmup:
+    for _ in range(int(warmup)):  # True: one call; an int: that many
         step()
     out, cpu = [], []
     for _ in range(repeats):
@@ -58,6 +58,11 @@ def median_seconds(step, repeats, warmup=True):
         out.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return statistics.median(out), out, statistics.median(cpu)
+
+
+#: Untimed calls before the timed ones of a loss: xentlib.tensorflow's losses run eagerly
+#: for the first three calls with one signature and as one compiled graph from then on.
+WARMUP_CALLS = 3
 
 
 # ---- PyTorch ------------------------------------------------------------------
@@ -165,9 +170,9 @@ def _torch_losses(spec):
                     fn(z).backward()
 
                 row[label + "_fwd_s"], _, row[label + "_fwd_cpu_s"] = median_seconds(
-                    fwd, spec["repeats"])
+                    fwd, spec["repeats"], WARMUP_CALLS)
                 row[label + "_fwdbwd_s"], _, row[label + "_fwdbwd_cpu_s"] = median_seconds(
-                    fwd_bwd, spec["repeats"])
+                    fwd_bwd, spec["repeats"], WARMUP_CALLS)
             except Exception as exc:
                 row[label + "_error"] = f"{type(exc).__name__}: {exc}"[:200]
         rows.append(row)
@@ -309,9 +314,9 @@ def _tf_losses(spec):
                     tape.gradient(loss, z0).numpy()
 
                 row[label + "_fwd_s"], _, row[label + "_fwd_cpu_s"] = median_seconds(
-                    fwd, spec["repeats"])
+                    fwd, spec["repeats"], WARMUP_CALLS)
                 row[label + "_fwdbwd_s"], _, row[label + "_fwdbwd_cpu_s"] = median_seconds(
-                    fwd_bwd, spec["repeats"])
+                    fwd_bwd, spec["repeats"], WARMUP_CALLS)
             except Exception as exc:
                 row[label + "_error"] = f"{type(exc).__name__}: {exc}"[:200]
         rows.append(row)

@@ -38,7 +38,8 @@ from xentlib import _validate as V
 EXTRAS = ("lse", "label_logprob", "entropy", "argmax")
 
 #: Logits held at once by the default chunking at small ``d``: 2**23 numbers (32 MiB in
-#: float32). The chunk also has at least :data:`MIN_ROWS` rows and ``d // 2`` (see :func:`chunk_rows`).
+#: float32). The chunk also has at least :data:`MIN_ROWS` rows, and ``d // 2`` up to 1024
+#: (see :func:`chunk_rows`).
 CHUNK_ELEMENTS = 1 << 23
 
 #: Fewest rows per default chunk: each chunk reads the (V, d) weight twice and reads and
@@ -60,7 +61,9 @@ class LinearCE(NamedTuple):
 
 
 def chunk_rows(num_rows: int, vocab: int, dim: int, elements: int = CHUNK_ELEMENTS) -> int:
-    """Rows per chunk: about ``elements`` logits, at least :data:`MIN_ROWS` rows and ``dim // 2``.
+    """Rows per chunk: about ``elements`` logits, at least :data:`MIN_ROWS` rows and ``dim // 2``
+    (up to 1024 rows: at d = 4096 a chunk of V logits per row is then a quarter of the
+    weight gradient's size).
 
     Every chunk streams the ``(V, d)`` weight through two matrix products and adds
     its ``(rows, V)`` logit gradient into the ``(V, d)`` weight gradient, reading and
@@ -70,7 +73,7 @@ def chunk_rows(num_rows: int, vocab: int, dim: int, elements: int = CHUNK_ELEMEN
     0.98x, 256 rows 0.67x, 512 rows 0.65x; d = 1024, V = 32768: 256 rows 1.05x, 512
     rows 0.92x, 1024 rows 0.90x.
     """
-    least = max(MIN_ROWS, dim // 2)
+    least = max(MIN_ROWS, min(dim // 2, 1024))
     return max(1, min(max(num_rows, 1), max(elements // max(vocab, 1), least)))
 
 
@@ -188,7 +191,7 @@ for ``ignore_index``, ``label_smoothing`` and ``weight``; ``'mean'`` divides by
 :math:`\sum_{{n \in \mathcal K}} w_{{y_n}}`, the kept items' weights, and is 0 if
 that is 0), but the rows are processed ``chunk_size`` at a time, so at most a
 ``(chunk_size, V)`` block of logits exists (default: about :math:`2^{{23}}`
-logits, and at least 256 rows and ``d // 2``). ``hidden`` has shape ``(..., d)``,
+logits, at least 256 rows, and ``d // 2`` rows up to 1024). ``hidden`` has shape ``(..., d)``,
 ``weight`` ``(V, d)`` (PyTorch's ``nn.Linear`` layout), ``labels`` ``(...)``.
 
 Args:
