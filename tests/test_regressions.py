@@ -239,6 +239,11 @@ def test_weighted_float32_losses_beyond_float32_max(backend):
                                                   reduction=reduction)
         assert np.asarray(got).dtype == np.float32
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+    # Unweighted: sum_c (lse - z_c) = 4.25e38 passes float32's maximum; 0.1 / 5 of it does not.
+    z5 = array(np.array([[-8.5070587e37, 8.5070587e37, 0.0, 0.0, 0.0]], np.float32))
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z5, from_logits=True,
+                                              label_smoothing=0.1)
+    np.testing.assert_allclose(float(got), 1.616341146533012e38, rtol=1e-6)
     # pos_weight * |logit| beyond float32's maximum is inf per element (the documented limit:
     # binary CE is elementwise, computed in the input's dtype), never NaN.
     logits = array(np.array([-2e38, 0.0], np.float32))

@@ -56,6 +56,16 @@ def _compute(x):
     return x.astype(np.float32) if x.dtype == np.float16 else x
 
 
+def _class_sum(x):
+    """The sum over the last axis; in float64 where the float32 sum overflows (log-probabilities
+    of logits near float32's maximum), though the loss, this sum over the classes, does not."""
+    with np.errstate(over="ignore"):
+        total = x.sum(axis=-1)
+    if x.dtype == np.float32 and np.isinf(total).any():
+        return x.sum(axis=-1, dtype=np.float64)
+    return total
+
+
 def _wide(x):
     """float32 as float64, for weighted item losses: ``w * loss`` (or a weighted sum over
     classes) can pass float32's maximum where the reduced result does not."""
@@ -245,8 +255,10 @@ def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_cla
         nll, w_y = _wide(nll), _wide(w_y)
     per_item = _times((1 - label_smoothing) * w_y, nll)
     if label_smoothing > 0:
-        w_log_q = log_q if weight is None else -_times(_wide(weight), -_wide(log_q))
-        uniform = -w_log_q.sum(axis=-1) / num_classes
+        if weight is None:
+            uniform = -_class_sum(log_q) / num_classes
+        else:
+            uniform = _times(_wide(weight), -_wide(log_q)).sum(axis=-1) / num_classes
         per_item = per_item + label_smoothing * np.where(kept, uniform, 0.0)
     per_item = np.where(kept, per_item, 0.0)  # also hides 0 * inf from ignored items
     with np.errstate(over="ignore"):  # weighted, from float64: beyond float32's max is inf

@@ -273,6 +273,22 @@ def _row_factor(g, reduction, like, denominator):
     return g * tf.ones_like(like)
 
 
+def _smoothing_nll(log_s, e, e_sum, num_classes):
+    r""":math:`-\frac1C \sum_c \log q_c = \log s - \frac1C \sum_c e_c` from the shifted
+    logits ``e`` (classes last) and their sum. Where the float32 sum overflows (logits near
+    float32's maximum) though the mean does not, the sum is taken in float64."""
+    def narrow():
+        return (num_classes * log_s - e_sum) / num_classes
+
+    def wide():
+        mean = tf.reduce_sum(_wide(e), axis=-1) / _wide(num_classes)
+        return tf.cast(_wide(log_s) - mean, e.dtype)
+
+    if e.dtype != tf.float32:
+        return narrow()
+    return tf.cond(tf.reduce_any(tf.math.is_inf(e_sum)), wide, narrow)
+
+
 def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
     """Sparse CE from logits ``z`` with classes last; per-item output shaped like ``labels``."""
     dtype = z.dtype
@@ -297,7 +313,7 @@ def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
         if weight is None:
             per_item = (1 - eps) * w_y * (log_s - e_y)
             if eps > 0:  # -sum_c log q_c / C
-                per_item += eps * tf.where(kept2, (total_w * log_s - e_w) / num_classes, zeros)
+                per_item += eps * tf.where(kept2, _smoothing_nll(log_s, e, e_w, num_classes), zeros)
             per_item = tf.where(kept2, per_item, zeros)
             if reduction == "none":
                 out = tf.reshape(per_item, tf.shape(labels))

@@ -90,6 +90,15 @@ def _host_readable(x):
     return x.device.type == "cpu" and not torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
+def _class_sum(x):
+    """The sum over the last axis; in float64 where the float32 sum overflows (log-probabilities
+    of logits near float32's maximum), though the loss, this sum over the classes, does not."""
+    total = x.sum(dim=-1)
+    if x.dtype == torch.float32 and (not _host_readable(x) or bool(torch.isinf(total).any())):
+        return x.sum(dim=-1, dtype=torch.float64)
+    return total
+
+
 def _sum(x):
     """The sum of ``x``; float32 items are summed in float64, so that a mean of finite losses
     stays finite. On the CPU, where a float64 sum of float32 items costs ~50x a float32 one,
@@ -301,7 +310,7 @@ def _sparse_forward(z, safe, kept, weight, eps, reduction):
     else:
         per_item = -(1 - eps) * _wide(w_y) * _wide(log_q_y)
     if eps > 0:  # -sum_c w_c log q_c / C
-        w_log_q = log_q.sum(dim=-1) if weight is None else torch.matmul(_wide(log_q), _wide(weight))
+        w_log_q = _class_sum(log_q) if weight is None else torch.matmul(_wide(log_q), _wide(weight))
         per_item = per_item - (eps / z.shape[-1]) * torch.where(kept, w_log_q, 0.0)
     per_item = torch.where(kept, per_item, 0.0)
     denominator = w_y.sum()
