@@ -61,3 +61,22 @@ def test_compile_with_plain_functions():
 def test_unknown_name_is_refused():
     with pytest.raises(ValueError, match="fn must name a loss"):
         xentlib.keras.Loss("softmax")
+
+
+@pytest.mark.parametrize("output_mask", [False, True], ids=["no mask", "Embedding mask"])
+def test_ignore_index_is_the_masked_mean_with_or_without_a_keras_mask(output_mask):
+    """Padding (0) masked by ignore_index, alone or together with Embedding(mask_zero=True):
+    the loss divides by the real tokens once (not scaled twice)."""
+    r = np.random.default_rng(2)
+    tokens = r.integers(1, 6, size=(3, 6))
+    tokens[0, 4:], tokens[1, 2:] = 0, 0  # 11 real tokens out of 18 positions
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,), dtype="int32"),
+                              keras.layers.Embedding(6, 4, mask_zero=output_mask),
+                              keras.layers.Dense(6)])
+    loss = xentlib.keras.Loss("sparse_categorical_cross_entropy", from_logits=True, ignore_index=0)
+    model.compile(loss=loss)
+    logits = model(tokens)
+    expected = float(xl.sparse_categorical_cross_entropy(tokens, logits, from_logits=True,
+                                                         ignore_index=0))
+    assert model.evaluate(tokens, tokens, verbose=0) == pytest.approx(expected, rel=1e-6)

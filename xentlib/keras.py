@@ -21,6 +21,7 @@ import inspect
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend import set_keras_mask  # Keras 3's mask protocol (Loss.__call__ reads it)
 
 from xentlib import tensorflow as xtf
 
@@ -79,9 +80,9 @@ class Loss(keras.losses.Loss):
         losses = getattr(xtf, self.fn)(y_true, y_pred, **extra, **self.options)
         ignore_index = self.options.get("ignore_index")
         if ignore_index is not None and self.fn in _SPARSE and self._takes_reduction:
-            # Keras divides by the item count; scale so that it divides by the kept ones (as its mask does)
-            kept = tf.cast(tf.not_equal(y_true, ignore_index), losses.dtype)
-            losses = losses * tf.math.divide_no_nan(tf.cast(tf.size(kept), losses.dtype), tf.reduce_sum(kept))
+            # A Keras mask on the losses: Keras then divides by the kept items, and combines
+            # it with a mask the model's output carries (Embedding(mask_zero=True)).
+            set_keras_mask(losses, tf.not_equal(y_true, ignore_index))
         return losses
 
     def get_config(self):
