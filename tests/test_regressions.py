@@ -251,3 +251,35 @@ def test_weighted_float32_losses_beyond_float32_max(backend):
     items = xl.binary_cross_entropy(targets, logits, from_logits=True,
                                     pos_weight=array(np.float32(3.0)), reduction="none")
     assert np.isposinf(np.asarray(items)[0]) and np.asarray(items)[1] == np.float32(np.log(2))
+
+
+# ---- TensorFlow's eager losses run as one graph once a call repeats (compiled_when_hot) ----
+
+@pytest.mark.parametrize("name, make", [
+    ("sparse", lambda z: xtf.sparse_categorical_cross_entropy(tf.constant([0, 2, 1, 1]), z, from_logits=True,
+                                                              label_smoothing=0.1)),
+    ("categorical", lambda z: xtf.categorical_cross_entropy(tf.gather(tf.eye(3), tf.constant([0, 2, 1, 1])),
+                                                            z, from_logits=True)),
+    ("binary", lambda z: xtf.binary_cross_entropy(tf.cast(z > 0, tf.float32), z, from_logits=True)),
+])
+def test_tf_losses_equal_eager_values_and_gradients_once_compiled(name, make):
+    z = tf.constant(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32))
+    results = []
+    for _ in range(6):  # calls 4 to 6 run the compiled graph
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            loss = make(z)
+        results.append((float(loss), tape.gradient(loss, z).numpy()))
+    for value, grad in results[3:]:
+        assert value == pytest.approx(results[0][0], rel=1e-6)
+        np.testing.assert_allclose(grad, results[0][1], rtol=1e-6, atol=1e-7)
+
+
+def test_tf_bad_labels_raise_the_named_error_once_compiled():
+    z = tf.zeros((2, 3))
+    for _ in range(4):
+        xtf.sparse_categorical_cross_entropy(tf.constant([0, 1]), z, from_logits=True)
+    with pytest.raises(ValueError, match=r"^labels must lie in \[0, 3\)"):
+        xtf.sparse_categorical_cross_entropy(tf.constant([0, 3]), z, from_logits=True)
+    with pytest.raises(ValueError, match="^y_pred"):
+        xtf.sparse_categorical_cross_entropy(tf.constant([0, 1]), z + np.nan, from_logits=True)
