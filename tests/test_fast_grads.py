@@ -17,10 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
 
-import xentlib  # noqa: E402
-from xentlib import numpy as xn  # noqa: E402
-from xentlib import tensorflow as xtf  # noqa: E402
-from xentlib import torch as xt  # noqa: E402
+import xentlib  # noqa: E402  (after importorskip: torch and tensorflow are optional)
+from xentlib import numpy as xn  # noqa: E402  (after importorskip: torch and tensorflow are optional)
+from xentlib import tensorflow as xtf  # noqa: E402  (after importorskip: torch and tensorflow are optional)
+from xentlib import torch as xt  # noqa: E402  (after importorskip: torch and tensorflow are optional)
 
 REDUCTIONS = ("mean", "sum", "none")
 EPS = (0.0, 0.2)

@@ -7,7 +7,7 @@ import pytest
 keras = pytest.importorskip("keras")
 import tensorflow as tf  # noqa: E402  (after the skip)
 
-from xentlib.tensorflow import LinearCrossEntropyHead  # noqa: E402
+from xentlib.tensorflow import LinearCrossEntropyHead  # noqa: E402  (after the skip)
 
 VOCAB, DIM, T = 30, 8, 6
 

@@ -23,8 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import install_cell  # noqa: E402
-import reader  # noqa: E402
+import install_cell  # noqa: E402  (found through the sys.path entries above)
+import reader  # noqa: E402  (found through the sys.path entries above)
 
 sys.path.pop(0)
 sys.path.pop(0)

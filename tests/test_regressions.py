@@ -9,9 +9,9 @@ from xentlib._validate import value_checks_enabled
 
 tf = pytest.importorskip("tensorflow")
 torch = pytest.importorskip("torch")
-from xentlib import numpy as xn  # noqa: E402
-from xentlib import tensorflow as xtf  # noqa: E402
-from xentlib import torch as xt  # noqa: E402
+from xentlib import numpy as xn  # noqa: E402  (after importorskip: torch and tensorflow are optional)
+from xentlib import tensorflow as xtf  # noqa: E402  (after importorskip: torch and tensorflow are optional)
+from xentlib import torch as xt  # noqa: E402  (after importorskip: torch and tensorflow are optional)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
