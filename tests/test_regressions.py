@@ -283,3 +283,12 @@ def test_tf_bad_labels_raise_the_named_error_once_compiled():
         xtf.sparse_categorical_cross_entropy(tf.constant([0, 3]), z, from_logits=True)
     with pytest.raises(ValueError, match="^y_pred"):
         xtf.sparse_categorical_cross_entropy(tf.constant([0, 1]), z + np.nan, from_logits=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_categorical_from_logits_spread_beyond_the_dtype_max_is_zero_not_nan(backend):
+    xl, array = BACKENDS[backend]
+    for dtype, big in [(np.float32, 2e38), (np.float64, 1e308)]:
+        got = xl.categorical_cross_entropy(array(np.array([[1, 0]], dtype)),
+                                           array(np.array([[big, -big]], dtype)), from_logits=True)
+        assert float(got) == 0.0

@@ -103,7 +103,8 @@ def _shift_by_max(z, axis):
     """``(z - m, m)`` with ``m`` the maximum along ``axis``; every exponent of ``z - m`` is <= 0."""
     m = np.max(z, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)  # rows of -inf: exp(-inf - 0) = 0, log 0 = -inf
-    return z - m, m
+    with np.errstate(over="ignore"):  # a spread beyond the dtype's max: -inf, whose exp is 0
+        return z - m, m
 
 
 def _smoothed(y, epsilon, axis):
@@ -220,7 +221,7 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
         y_true, y_pred, from_logits, label_smoothing, axis, reduction)
     target = _smoothed(y_true, label_smoothing, axis)
     if from_logits:
-        per_row = -(target * log_softmax(_compute(y_pred), axis=axis)).sum(axis=axis)
+        per_row = _times(target, -log_softmax(_compute(y_pred), axis=axis)).sum(axis=axis)  # 0 log 0 = 0
     else:
         per_row = -_xlogy(target, _compute(y_pred)).sum(axis=axis)
     return _reduce(per_row, reduction).astype(_loss_dtype(y_pred))
