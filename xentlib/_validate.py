@@ -57,7 +57,11 @@ class value_checks:
     def __init__(self, enabled: bool):
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled must be True or False; got {enabled!r}")
+        self._enabled = enabled
         self._token = _value_checks.set(enabled)
+
+    def __repr__(self):  # what a notebook shows after a bare call: no memory address
+        return f"value_checks({self._enabled})"
 
     def __enter__(self):
         return self
