@@ -158,6 +158,15 @@ def test_keras_saturates_at_logits_of_100():
     assert ours == 50.0
 
 
+def test_keras_binary_focal_is_exact_from_logits_of_100():
+    """Unlike its categorical loss, Keras' binary focal loss works from the logits themselves."""
+    y, z = np.array([[1.0, 0.0]], np.float32), np.array([[-100.0, 100.0]], np.float32)
+    theirs = float(keras.losses.BinaryFocalCrossentropy(from_logits=True, gamma=2.0)(y, z))
+    ours = float(xnp.binary_focal_cross_entropy(y, z, gamma=2.0, from_logits=True))
+    assert ours == 100.0
+    np.testing.assert_allclose(theirs, ours, rtol=1e-6)
+
+
 # ---- gradients and errors -------------------------------------------------------------
 
 def test_gradients_are_finite_and_right_at_large_logits():

@@ -292,3 +292,27 @@ def test_categorical_from_logits_spread_beyond_the_dtype_max_is_zero_not_nan(bac
         got = xl.categorical_cross_entropy(array(np.array([[1, 0]], dtype)),
                                            array(np.array([[big, -big]], dtype)), from_logits=True)
         assert float(got) == 0.0
+
+
+def test_tf_binary_losses_keep_subnormal_probabilities():
+    """tf.clip_by_value flushes subnormals on the CPU: -log 1e-310 is 713.80, not inf."""
+    for fn in (xtf.binary_cross_entropy, xtf.binary_focal_cross_entropy):
+        kwargs = {} if fn is xtf.binary_cross_entropy else {"gamma": 0.0}
+        for dtype, q, expected in [(tf.float64, 1e-310, 713.8013788281542), (tf.float32, 1e-40, 92.1034088)]:
+            got = fn(tf.constant([1.0], dtype), tf.constant([q], dtype), **kwargs)
+            assert float(got) == pytest.approx(expected, rel=1e-6), fn.__name__
+
+
+def test_torch_linear_ce_refuses_higher_order_gradients_and_torch_func_by_name():
+    """The fused pass has no differentiable gradient: a clear error, never a silently dropped term."""
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(4, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3])
+    with pytest.raises(RuntimeError, match="^linear_cross_entropy: higher-order gradients"):
+        torch.autograd.grad(xt.linear_cross_entropy(h, w, y), h, create_graph=True)
+    (first,) = torch.autograd.grad(xt.linear_cross_entropy(h, w, y), h)  # first order still works
+    torch.testing.assert_close(first, torch.autograd.grad(
+        torch.nn.functional.cross_entropy(h @ w.T, y), h)[0])
+    with pytest.raises(TypeError, match="^hidden, weight and bias: .*torch.func"):
+        torch.func.grad(lambda x: xt.linear_cross_entropy(x, w.detach(), y))(h.detach())

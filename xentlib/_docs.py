@@ -493,7 +493,8 @@ Smoothing moves every target towards 1/2, as Keras' binary losses do
 one value per class on the last axis) multiplies the positive term, as in
 PyTorch's ``binary_cross_entropy_with_logits(pos_weight=...)`` and
 ``tf.nn.weighted_cross_entropy_with_logits``. ``'mean'`` averages over all
-elements (float32 losses are summed in float64). With logits,
+elements (a mean of finite float32 losses stays finite: the sum is redone in
+float64 where float32 overflows). With logits,
 :math:`\log\sigma(z) = -\operatorname{softplus}(-z)` and
 :math:`\log(1-\sigma(z)) = -\operatorname{softplus}(z)` stay finite. Each
 element's loss is computed in the input's float type (float32 for 16-bit
@@ -730,8 +731,9 @@ The definition of torchvision's ``sigmoid_focal_loss`` and optax's
 defaults differ: torchvision applies ``alpha=0.25`` unless told
 ``alpha=-1`` and reduces with ``'none'``; optax has ``alpha=None``, as here.
 Keras' ``BinaryFocalCrossentropy`` applies :math:`\alpha` only with
-``apply_class_balancing=True`` (then ``alpha=0.25`` by default) and clips
-probabilities to :math:`[10^{-7}, 1 - 10^{-7}]`.
+``apply_class_balancing=True`` (then ``alpha=0.25`` by default) and, given
+probabilities, clips them to :math:`[10^{-7}, 1 - 10^{-7}]` (from logits it
+is exact).
 """,
         example="""
 >>> round(float(xl.binary_focal_cross_entropy([1.0, 0.0], [0.9, 0.2])), 6)

@@ -31,6 +31,11 @@ __all__ = ["linear_cross_entropy"]
 def linear_cross_entropy(hidden, weight, labels, **options):
     hidden, weight, labels, bias, class_weight, o = _linear.prepare(
         front_door, hidden, weight, labels, options)
+    if any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t)
+           for t in (hidden, weight, bias)):
+        raise TypeError("hidden, weight and bias: linear_cross_entropy does not run under torch.func "
+                        "transforms (grad, vmap); use torch.autograd, or materialise the logits and "
+                        "use sparse_categorical_cross_entropy, which supports them")
     h = hidden.reshape(-1, o.dim)
     y = labels.reshape(-1).long()
     want_grad = torch.is_grad_enabled() and any(
@@ -168,8 +173,11 @@ class _LinearCE(torch.autograd.Function):
         return (loss, *extra)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, *_):
+        if torch.is_grad_enabled():  # create_graph=True: the fused gradient has no graph of its own
+            raise RuntimeError("linear_cross_entropy: higher-order gradients (create_graph=True) are not "
+                               "available from the fused pass; for a gradient penalty, materialise the "
+                               "logits and use sparse_categorical_cross_entropy")
         if ctx.o.reduction == "none":
             h, w, b, y, cw = ctx.saved_tensors
             scale = grad_out.to(_work_dtype(h, w, b))

@@ -96,6 +96,12 @@ def _xlogy(x, y):
     return tf.where(zero, tf.zeros_like(x), x * _log(tf.where(zero, tf.ones_like(y), y)))
 
 
+def _clip_unit(x):
+    """``x`` clipped to [0, 1] by selection: ``tf.clip_by_value`` flushes subnormals to 0 on
+    the CPU, and then :math:`-\\log 10^{-310}` would be inf."""
+    return tf.where(x > 1, tf.ones_like(x), tf.where(x < 0, tf.zeros_like(x), x))
+
+
 def _times(weight, nll):
     """``weight * nll`` with ``0 * inf = 0``: a term of weight 0 adds nothing."""
     zero = tf.equal(weight, 0)
@@ -521,7 +527,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     if from_logits:
         out = _binary_from_logits(y, z, w_pos, reduction)
         return tf.cast(out, _loss_dtype(y_pred))
-    q = tf.clip_by_value(z, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
+    q = _clip_unit(z)  # 1 + 1e-16 from round-off: log(1 - q) stays real
     per_elem = -((1.0 if w_pos is None else w_pos) * _xlogy(y, q) + _xlogy(1 - y, 1 - q))
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
@@ -608,8 +614,8 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
                                label_smoothing=0.0, reduction="mean"):
     """
     ``keras.losses.BinaryFocalCrossentropy`` with ``apply_class_balancing=True``
-    is ``alpha`` given here; Keras clips probabilities, so it saturates at
-    large logits where this stays exact.
+    is ``alpha`` given here; from logits both are exact, from probabilities
+    Keras clips them to :math:`[10^{-7}, 1 - 10^{-7}]`.
     """
     y_true, y_pred, label_smoothing, gamma, alpha = _fd.binary_focal(
         y_true, y_pred, gamma, alpha, from_logits, label_smoothing, reduction)
@@ -619,8 +625,8 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
         log_p, log_not_p = tf.math.log_sigmoid(z), tf.math.log_sigmoid(-z)
         miss = tf.exp(gamma * _logaddexp(tf.math.log(y) + log_not_p, tf.math.log1p(-y) + log_p))
     else:
-        q = tf.clip_by_value(z, 0, 1)
-        log_p, log_not_p, miss = tf.math.log(q), tf.math.log1p(-q), _neutral.binary_miss(y, q, gamma)
+        q = _clip_unit(z)
+        log_p, log_not_p, miss = _log(q), tf.math.log1p(-q), _neutral.binary_miss(y, q, gamma)
     per_elem = _neutral.binary_focal(_times, y, log_p, log_not_p, miss, gamma, alpha)
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
