@@ -90,32 +90,26 @@ def _host_readable(x):
     return x.device.type == "cpu" and not torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
-def _class_sum(x):
-    """The sum over the last axis; in float64 where the float32 sum overflows (log-probabilities
-    of logits near float32's maximum), though the loss, this sum over the classes, does not."""
-    total = x.sum(dim=-1)
-    if x.dtype == torch.float32 and (not _host_readable(x) or bool(torch.isinf(total).any())):
-        return x.sum(dim=-1, dtype=torch.float64)
-    return total
-
-
-def _sum(x):
-    """The sum of ``x``; float32 items are summed in float64, so that a mean of finite losses
-    stays finite. On the CPU, where a float64 sum of float32 items costs ~50x a float32 one,
-    the float32 sum (torch's cascade summation) is kept unless it overflowed."""
+def _sum(x, dim=None):
+    """The sum of ``x`` (over ``dim``, or all of it). A float32 sum that overflows where the
+    float64 one does not (losses near float32's max) is redone in float64. On the CPU the
+    float32 sum (torch's cascade summation) is kept otherwise: a float64 sum of float32 items
+    costs ~50x; elsewhere (a GPU, ``torch.func``) the float64 sum is taken at once."""
+    over = {} if dim is None else {"dim": dim}
     if x.dtype != torch.float32:
-        return x.sum()
+        return x.sum(**over)
     if _host_readable(x):
-        total = x.sum()
-        if bool(torch.isfinite(total)):
-            return total.double()
-    return x.sum(dtype=torch.float64)
+        total = x.sum(**over)
+        if bool(torch.isfinite(total).all()):
+            return total
+    return x.sum(**over, dtype=torch.float64)
 
 
 def _reduce(per_item, reduction, denominator=None):
     if reduction == "none":
         return per_item
     total = _sum(per_item)
+    total = total.double() if total.dtype == torch.float32 else total  # divided once, in float64
     if reduction == "sum":
         return total.to(per_item.dtype)
     if denominator is None:
@@ -310,7 +304,7 @@ def _sparse_forward(z, safe, kept, weight, eps, reduction):
     else:
         per_item = -(1 - eps) * _wide(w_y) * _wide(log_q_y)
     if eps > 0:  # -sum_c w_c log q_c / C
-        w_log_q = _class_sum(log_q) if weight is None else torch.matmul(_wide(log_q), _wide(weight))
+        w_log_q = _sum(log_q, dim=-1) if weight is None else torch.matmul(_wide(log_q), _wide(weight))
         per_item = per_item - (eps / z.shape[-1]) * torch.where(kept, w_log_q, 0.0)
     per_item = torch.where(kept, per_item, 0.0)
     denominator = w_y.sum()
