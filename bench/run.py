@@ -149,8 +149,8 @@ def physical(machine, linear, losses):
     return out
 
 
-def goals(losses, linear, accuracy):
-    """The headline ratios of the run (``results["goals"]``, its historical key): one row each."""
+def headline_ratios(losses, linear, accuracy):
+    """The headline ratios of the run (``results["ratios"]``): one row each."""
     def ratios(key_a, key_b, rows):
         return [r[key_a] / r[key_b] for r in rows if key_a in r and key_b in r]
 
@@ -215,8 +215,8 @@ def markdown(results):
              f"Wall time of the suite: {c['wall_s']:.0f} s.", "",
              "Method: " + c["method"], "", "## Ratios", "", "| comparison | measured |",
              "|---|---|"]
-    for g in results["goals"]:
-        lines.append(f"| {g.get('comparison', g.get('goal'))} | {g['value']} |")
+    for g in results["ratios"]:
+        lines.append(f"| {g['comparison']} | {g['value']} |")
     lines += ["", "## Losses from logits (time ratio xentlib / built-in, same inputs, same run)", "",
               "| framework | loss | N (or B x T) | V | built-in fwd ms | ratio fwd | built-in fwd+bwd ms "
               "| ratio fwd+bwd | CPU ratio fwd | CPU ratio fwd+bwd "
@@ -428,7 +428,7 @@ def cpu_seconds(row):
     return row.get("fwdbwd_cpu_s", row["fwdbwd_s"])
 
 
-def grid_goals(grid):
+def grid_ratios(grid):
     res = []
     for r in grid:
         naive = same_shape(grid, r, "naive")
@@ -474,8 +474,9 @@ def memory_figure(results, path):
 
 def write(results, out):
     results["physical"] = physical(results["machine"], results["linear"], results["losses"])
-    results["goals"] = goals(results["losses"], results["linear"], results["accuracy"]) \
-        + grid_goals(results.get("linear_grid", []))
+    results["ratios"] = headline_ratios(results["losses"], results["linear"],
+                                        results["accuracy"]) \
+        + grid_ratios(results.get("linear_grid", []))
     os.makedirs(out, exist_ok=True)
     if results["linear"]:
         memory_figure(results, os.path.join(out, "linear_memory.png"))

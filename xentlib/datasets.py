@@ -164,7 +164,7 @@ def benchmark_results() -> dict:
 
     >>> from xentlib import datasets
     >>> sorted(datasets.benchmark_results())[:3]
-    ['accuracy', 'conditions', 'goals']
+    ['accuracy', 'conditions', 'linear']
     """
     import json
     return json.loads(package_file("benchmark_results.json").read_text(encoding="utf8"))
