@@ -11,6 +11,7 @@ import tensorflow as tf
 import torch
 import torch.nn.functional as F
 
+import xentlib
 from xentlib import numpy as xnp
 from xentlib import tensorflow as xtf
 from xentlib import torch as xtorch
@@ -255,29 +256,39 @@ def _options_inputs(opt, seed=11, lead=(3, 5), d=6, vocab=9):
     return h, w, b, y, cw, {k: v for k, v in opt.items() if k != "class_weight"}
 
 
-def _reference(h, w, b, y, cw, reduction, ignore_index=None, label_smoothing=0.0, z_loss=0.0,
-               softcap=None):
-    """Materialised logits, F.cross_entropy and the z-loss in autograd; the extras."""
+def _logits(h, w, b, softcap=None):
     z = h @ w.T + b
-    if softcap is not None:
-        z = softcap * torch.tanh(z / softcap)
+    return z if softcap is None else softcap * torch.tanh(z / softcap)
+
+
+def _naive_loss(h, w, b, y, cw, reduction, ignore_index=None, label_smoothing=0.0, z_loss=0.0,
+                softcap=None):
+    """Materialised logits, F.cross_entropy and the z-loss in plain autograd ops (which
+    torch.func transforms too); an empty mean is 0."""
+    z = _logits(h, w, b, softcap)
     ii = -12345 if ignore_index is None else ignore_index
     flat_z, flat_y = z.reshape(-1, w.shape[0]), y.reshape(-1)
     per = F.cross_entropy(flat_z, flat_y, weight=cw, ignore_index=ii,
                           label_smoothing=label_smoothing, reduction="none")
     kept = flat_y != ii
-    safe = torch.where(kept, flat_y, 0)
-    w_y = torch.where(kept, 1.0 if cw is None else cw[safe], 0.0).double()
-    lse = torch.logsumexp(flat_z, 1)
-    per = per + z_loss * w_y * lse ** 2
+    w_y = kept.to(z.dtype) if cw is None else torch.where(kept, cw[torch.where(kept, flat_y, 0)], 0.0)
+    per = per + z_loss * w_y * torch.logsumexp(flat_z, 1) ** 2
     if reduction == "none":
-        loss = per.reshape(y.shape)
-    elif reduction == "sum":
-        loss = per.sum()
-    else:
-        loss = per.sum() / w_y.sum() if float(w_y.sum()) else per.sum() * 0
+        return per.reshape(y.shape)
+    if reduction == "sum":
+        return per.sum()
+    total = w_y.sum()
+    return per.sum() / torch.where(total == 0, 1.0, total)  # per is 0 where total is
+
+
+def _reference(h, w, b, y, cw, reduction, ignore_index=None, softcap=None, **opt):
+    """:func:`_naive_loss` and the extras."""
+    loss = _naive_loss(h, w, b, y, cw, reduction, ignore_index=ignore_index, softcap=softcap, **opt)
+    flat_z, flat_y = _logits(h, w, b, softcap).reshape(-1, w.shape[0]), y.reshape(-1)
+    kept = flat_y != (-12345 if ignore_index is None else ignore_index)
+    safe = torch.where(kept, flat_y, 0)
     log_p = torch.log_softmax(flat_z, 1)
-    extras = {"lse": lse, "argmax": flat_z.argmax(1),
+    extras = {"lse": torch.logsumexp(flat_z, 1), "argmax": flat_z.argmax(1),
               "label_logprob": torch.where(kept, log_p.gather(1, safe[:, None])[:, 0], 0.0),
               "entropy": -(log_p.exp() * log_p).sum(1)}
     return loss, {k: v.detach().reshape(y.shape).numpy() for k, v in extras.items()}
@@ -450,3 +461,129 @@ def test_tensorflow_xla_value_grads_and_invalid_label():
     out = per_item(h, tf.constant(bad)).numpy()
     assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
 
+
+
+# ---- torch: higher-order gradients and torch.func (plain autograd ops, exact) ----------
+
+FUNC_OPTIONS = OPTIONS + NEW_OPTIONS
+PARAMS = ("hidden", "weight", "bias")
+
+
+def _func_problem(opt, reduction, seed=11, dtype=torch.float64):
+    """(h, w, b) as tensors, labels, class weights, the other options and an upstream
+    gradient of the loss's shape (it makes the loss a scalar objective)."""
+    h, w, b, y, cw, opt = _options_inputs(opt, seed)
+    params = [torch.tensor(a).to(dtype) for a in (h, w, b)]
+    cw = None if cw is None else torch.tensor(cw).to(dtype)
+    shape = y.shape if reduction == "none" else ()
+    upstream = torch.tensor(np.random.default_rng(seed + 2).normal(size=shape)).to(dtype)
+    return params, torch.tensor(y), cw, opt, upstream
+
+
+def _objectives(y, cw, opt, reduction, upstream, chunk=None):
+    """Scalar functions of (h, w, b): ours and the naive form, each times ``upstream``."""
+    def ours(h, w, b):
+        return (lce_torch(h, w, y, bias=b, class_weight=cw, reduction=reduction,
+                          chunk_size=chunk, **opt) * upstream).sum()
+
+    def naive(h, w, b):
+        return (_naive_loss(h, w, b, y, cw, reduction, **opt) * upstream).sum()
+    return ours, naive
+
+
+def _assert_all_close(got, ref, rtol, what):
+    for name, g, r in zip(PARAMS, got, ref):
+        scale = float(r.abs().max())
+        np.testing.assert_allclose(g.detach().double().numpy(), r.double().numpy(), rtol=rtol,
+                                   atol=rtol * scale, err_msg=f"{what}: {name}")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opt", FUNC_OPTIONS)
+def test_torch_func_grad_every_option(opt, reduction):
+    """torch.func.grad for hidden, weight and bias equals that of the naive form, float64."""
+    params, y, cw, opt, upstream = _func_problem(opt, reduction)
+    for chunk in (2, None):
+        ours, naive = _objectives(y, cw, opt, reduction, upstream, chunk)
+        got, value = torch.func.grad_and_value(ours, argnums=(0, 1, 2))(*params)
+        ref, ref_value = torch.func.grad_and_value(naive, argnums=(0, 1, 2))(*params)
+        np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-12)
+        _assert_all_close(got, ref, 1e-10, f"grad, chunk {chunk}")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("opt", FUNC_OPTIONS)
+def test_torch_hessian_vector_products(opt, reduction):
+    """Grad of grad, both ways, equals the naive form's: forward-over-reverse in torch.func,
+    and the fused pass's backward differentiated with create_graph=True (a gradient penalty)."""
+    params, y, cw, opt, upstream = _func_problem(opt, reduction)
+    g = torch.Generator().manual_seed(3)
+    tangents = tuple(torch.randn(p.shape, dtype=p.dtype, generator=g) for p in params)
+    ours, naive = _objectives(y, cw, opt, reduction, upstream, chunk=4)
+    grad = lambda f: torch.func.grad(f, argnums=(0, 1, 2))
+    ref = torch.func.jvp(grad(naive), tuple(params), tangents)[1]
+    _assert_all_close(torch.func.jvp(grad(ours), tuple(params), tangents)[1], ref, 1e-10,
+                      "torch.func hvp")
+
+    leaves = [p.clone().requires_grad_() for p in params]
+    first = torch.autograd.grad(ours(*leaves), leaves, create_graph=True)
+    assert all(f.requires_grad for f in first)
+    _assert_all_close(first, grad(naive)(*params), 1e-10, "create_graph first order")
+    directional = sum((f * t).sum() for f, t in zip(first, tangents))
+    _assert_all_close(torch.autograd.grad(directional, leaves), ref, 1e-10, "create_graph hvp")
+
+
+def test_torch_func_vmap_over_problems():
+    """vmap over a batch of problems (hidden, weight, bias, labels all batched): the losses,
+    and per-problem gradients with vmap(grad)."""
+    opt = dict(z_loss=0.1, softcap=2.0, label_smoothing=0.1, ignore_index=-100, class_weight=True)
+    problems = [_func_problem(opt, "mean", seed=s) for s in (11, 12, 13)]
+    cw, options = problems[0][2], problems[0][3]
+    h, w, b = (torch.stack([p[0][i] for p in problems]) for i in range(3))
+    y = torch.stack([p[1] for p in problems])
+
+    def ours(h, w, b, y):
+        return lce_torch(h, w, y, bias=b, class_weight=cw, chunk_size=4, **options)
+
+    def naive(h, w, b, y):
+        return _naive_loss(h, w, b, y, cw, "mean", **options)
+    with xentlib.value_checks(False):  # the value checks read data back: not under vmap
+        losses = torch.func.vmap(ours)(h, w, b, y)
+        grads = torch.func.vmap(torch.func.grad(ours, argnums=(0, 1, 2)))(h, w, b, y)
+    for i in range(3):
+        np.testing.assert_allclose(float(losses[i]), float(naive(h[i], w[i], b[i], y[i])),
+                                   rtol=1e-12)
+        ref = torch.func.grad(naive, argnums=(0, 1, 2))(h[i], w[i], b[i], y[i])
+        _assert_all_close([g[i] for g in grads], ref, 1e-10, f"vmap(grad), problem {i}")
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_torch_func_low_precision(dtype, rtol):
+    """float32 and bf16 inputs under torch.func and create_graph=True: the loss in float32,
+    gradients in the input dtype, close to float64 on the same (rounded) inputs."""
+    opt = dict(z_loss=0.05, softcap=2.0, label_smoothing=0.1, ignore_index=2, class_weight=True)
+    params, y, cw, opt, upstream = _func_problem(opt, "mean", dtype=dtype)
+    exact = [p.double() for p in params]
+    ours, _ = _objectives(y, cw, opt, "mean", upstream, chunk=4)
+    _, naive = _objectives(y, cw.double(), opt, "mean", upstream.double())
+    ref = torch.func.grad(naive, argnums=(0, 1, 2))(*exact)
+    got, value = torch.func.grad_and_value(ours, argnums=(0, 1, 2))(*params)
+    assert value.dtype == torch.float32 and all(g.dtype == dtype for g in got)
+    np.testing.assert_allclose(float(value), float(naive(*exact)), rtol=1e-6)
+    _assert_all_close(got, ref, rtol, "torch.func.grad")
+    leaves = [p.clone().requires_grad_() for p in params]
+    first = torch.autograd.grad(ours(*leaves), leaves, create_graph=True)
+    _assert_all_close(first, ref, rtol, "create_graph")
+
+
+def test_torch_func_extras_as_aux():
+    """The extras under torch.func (grad's has_aux): equal to the reference, no gradient."""
+    params, y, cw, opt, _ = _func_problem(dict(softcap=1.5, ignore_index=2), "mean")
+    _, ref_extras = _reference(*params, y, cw, "mean", **opt)
+
+    def ours(h, w, b):
+        return lce_torch(h, w, y, bias=b, extras=ALL_EXTRAS, chunk_size=4, **opt)
+    grads, extras = torch.func.grad(ours, argnums=(0, 1, 2), has_aux=True)(*params)
+    _check_extras(extras, ref_extras, lambda t: t.numpy())
+    _assert_all_close(grads, torch.func.grad(lambda *p: ours(*p)[0], argnums=(0, 1, 2))(*params),
+                      1e-12, "with extras")

@@ -17,6 +17,12 @@ logits (one extra matmul).
 Either way at most one ``(chunk_size, V)`` block of logits is alive (two with
 ``softcap``), plus the gradients, which have the size of the inputs. Every
 buffer is created on ``hidden``'s device.
+
+Higher-order gradients. The fused gradients are numbers, not a graph. When
+backward is itself differentiated (``create_graph=True``) it recomputes the loss
+through plain autograd ops and differentiates that; under torch.func transforms
+(which cannot run this Function's forward-pass gradients) the loss is computed
+that way from the start. Both keep every chunk's logits for autograd.
 """
 from __future__ import annotations
 
@@ -31,16 +37,14 @@ __all__ = ["linear_cross_entropy"]
 def linear_cross_entropy(hidden, weight, labels, **options):
     hidden, weight, labels, bias, class_weight, o = _linear.prepare(
         front_door, hidden, weight, labels, options)
-    if any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t)
-           for t in (hidden, weight, bias)):
-        raise TypeError("hidden, weight and bias: linear_cross_entropy does not run under torch.func "
-                        "transforms (grad, vmap); use torch.autograd, or materialise the logits and "
-                        "use sparse_categorical_cross_entropy, which supports them")
     h = hidden.reshape(-1, o.dim)
     y = labels.reshape(-1).long()
-    want_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (hidden, weight, bias))
-    loss, *extra = _LinearCE.apply(h, weight, bias, y, class_weight, o, want_grad)
+    if torch._C._are_functorch_transforms_active():  # torch.func: no custom Function there
+        loss, *extra = _differentiable(h, weight, bias, y, class_weight, o)
+    else:
+        want_grad = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (hidden, weight, bias))
+        loss, *extra = _LinearCE.apply(h, weight, bias, y, class_weight, o, want_grad)
     if o.reduction == "none":
         loss = loss.reshape(labels.shape)
     if not o.extras:
@@ -51,8 +55,13 @@ def linear_cross_entropy(hidden, weight, labels, **options):
 _linear.public(linear_cross_entropy, """
 PyTorch: gradients for ``hidden``, ``weight`` and ``bias`` through autograd
 (none for ``class_weight``), equal to those of ``F.cross_entropy`` on the
-materialised logits. Lists and NumPy arrays are accepted; every tensor is made
-on ``hidden``'s device.""", """
+materialised logits. Higher-order gradients (``create_graph=True``, e.g. a
+gradient penalty) and ``torch.func`` transforms (``grad``, ``vmap``, ``jvp``,
+``hessian``) are exact, but they go through plain autograd ops, which keep every
+chunk's logits: the memory of the naive form, not of the fused pass (under
+``vmap`` turn the value checks off, ``xentlib.value_checks(False)``, as they read
+values back). Lists and NumPy arrays are accepted; every tensor is made on
+``hidden``'s device.""", """
 >>> import torch
 >>> from xentlib import torch as xl
 >>> g = torch.Generator().manual_seed(0)
@@ -151,6 +160,60 @@ def _denominator(kept, y, cw):
     return float(weights.sum(dtype=torch.float64))
 
 
+def _differentiable(h, w, b, y, cw, o):
+    """The loss and the ``extras`` through plain autograd ops, chunk by chunk: exact gradients
+    of every order, and it runs under torch.func; autograd keeps each chunk's logits for the
+    backward pass, so the memory is the naive form's."""
+    work, eps, vocab = _work_dtype(h, w, b), o.label_smoothing, w.shape[0]
+    wk = w.to(work)
+    bk = None if b is None else b.to(work)
+    cw = None if cw is None else cw.to(work)
+    kept = torch.ones_like(y, dtype=torch.bool) if o.ignore_index is None else y != o.ignore_index
+    safe = torch.where(kept, y, 0)
+    w_y = kept.to(work) if cw is None else torch.where(kept, cw[safe], 0.0)
+    losses, extras = [], {name: [] for name in o.extras}
+    for start in range(0, max(h.shape[0], 1), o.rows):  # one empty chunk for no rows
+        rows = slice(start, start + o.rows)
+        z = h[rows].to(work) @ wk.T
+        if bk is not None:
+            z = z + bk
+        if o.softcap is not None:
+            z = o.softcap * torch.tanh(z / o.softcap)
+        lse = torch.logsumexp(z, dim=1)
+        log_p = z - lse[:, None]
+        log_p_y = log_p.gather(1, safe[rows, None])[:, 0]
+        loss = -(1 - eps) * w_y[rows] * log_p_y
+        if eps > 0:
+            loss = loss - eps / vocab * (log_p.sum(dim=1) if cw is None else log_p @ cw)
+        if o.z_loss:
+            loss = loss + o.z_loss * w_y[rows] * lse.square()
+        losses.append(torch.where(kept[rows], loss, 0.0))
+        for name in o.extras:
+            extras[name].append(_extra(name, log_p.detach(), lse.detach(), log_p_y.detach(),
+                                       kept[rows]))
+    per_item = torch.cat(losses)
+    extras = [torch.cat(extras[name]) for name in o.extras]
+    if o.reduction == "none":
+        return (per_item, *extras)
+    total = per_item.sum(dtype=torch.float64)
+    if o.reduction == "mean":
+        denominator = w_y.sum(dtype=torch.float64)
+        empty = denominator == 0
+        total = torch.where(empty, 0.0, total / torch.where(empty, 1.0, denominator))
+    return (total.to(work), *extras)
+
+
+def _extra(name, log_p, lse, log_p_y, kept):
+    """One of :data:`xentlib._linear.EXTRAS` for a chunk, from its log-softmax."""
+    if name == "lse":
+        return lse
+    if name == "argmax":
+        return log_p.argmax(dim=1)
+    if name == "label_logprob":
+        return torch.where(kept, log_p_y, 0.0)
+    return -(log_p.exp() * log_p).sum(dim=1)  # entropy
+
+
 class _LinearCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, w, b, y, cw, o, want_grad):
@@ -165,25 +228,22 @@ class _LinearCE(torch.autograd.Function):
         else:
             loss = (per_item.sum(dtype=torch.float64) * scale).to(per_item.dtype)
         ctx.o, ctx.dtypes = o, (h.dtype, w.dtype, None if b is None else b.dtype)
-        if fused:
-            ctx.save_for_backward(*grads)
-        elif want_grad:
-            ctx.save_for_backward(h, w, b, y, cw)
+        if want_grad:  # the inputs also for create_graph=True (references, no copies)
+            ctx.save_for_backward(h, w, b, y, cw, *(grads if fused else ()))
         ctx.mark_non_differentiable(*extra)
         return (loss, *extra)
 
     @staticmethod
     def backward(ctx, grad_out, *_):
-        if torch.is_grad_enabled():  # create_graph=True: the fused gradient has no graph of its own
-            raise RuntimeError("linear_cross_entropy: higher-order gradients (create_graph=True) are not "
-                               "available from the fused pass; for a gradient penalty, materialise the "
-                               "logits and use sparse_categorical_cross_entropy")
+        h, w, b, y, cw, *fused = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients with a graph of their own
+            return _gradient_graph(ctx.needs_input_grad[:3], grad_out, h, w, b, y, cw,
+                                   ctx.o._replace(extras=())) + (None,) * 4
         if ctx.o.reduction == "none":
-            h, w, b, y, cw = ctx.saved_tensors
             scale = grad_out.to(_work_dtype(h, w, b))
             _, _, (gh, gw, gb) = _sweep(h, w, b, y, cw, ctx.o, scale, True)
         else:
-            gh, gw, gb = ctx.saved_tensors
+            gh, gw, gb = fused
             if not bool(grad_out == 1):  # usual case 1: hand back the buffers, no copies
                 g = grad_out.to(gh.dtype)
                 gh, gw = gh * g, gw * g
@@ -191,3 +251,13 @@ class _LinearCE(torch.autograd.Function):
         hd, wd, bd = ctx.dtypes
         return (gh.to(hd), gw.to(wd), None if gb is None else gb.to(bd),
                 None, None, None, None)
+
+
+def _gradient_graph(needed, grad_out, h, w, b, y, cw, o):
+    """The gradients for the ``needed`` ones of ``(h, w, b)``, differentiable in turn: those
+    of :func:`_differentiable`, recomputed."""
+    inputs = [t for t, need in zip((h, w, b), needed) if need]
+    with torch.enable_grad():
+        (loss,) = _differentiable(h, w, b, y, cw, o)
+        grads = iter(torch.autograd.grad(loss, inputs, grad_out, create_graph=True))
+    return tuple(next(grads) if need else None for need in needed)
