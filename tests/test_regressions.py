@@ -316,3 +316,79 @@ def test_torch_linear_ce_refuses_higher_order_gradients_and_torch_func_by_name()
         torch.nn.functional.cross_entropy(h @ w.T, y), h)[0])
     with pytest.raises(TypeError, match="^hidden, weight and bias: .*torch.func"):
         torch.func.grad(lambda x: xt.linear_cross_entropy(x, w.detach(), y))(h.detach())
+
+
+# ---- weighted means whose sums pass float32's maximum -------------------------------------
+
+def _grad(backend, fn, z):
+    """d fn(z) / dz in the backend (NumPy: None)."""
+    if backend == "torch":
+        zt = torch.tensor(z, requires_grad=True)
+        out = fn(zt)
+        out.backward()
+        return float(out), zt.grad.numpy()
+    if backend == "tensorflow":
+        zt = tf.constant(z)
+        with tf.GradientTape() as tape:
+            tape.watch(zt)
+            out = fn(zt)
+        return float(out), tape.gradient(out, zt).numpy()
+    return float(fn(z)), None
+
+
+def _weighted_mean_reference(labels, z, w, eps):
+    """Weighted sparse CE from logits in float64 and its gradient, written out."""
+    z, w = z.astype(np.float64), w.astype(np.float64)
+    n, k = z.shape
+    log_q = z - z.max(-1, keepdims=True)
+    log_q -= np.log(np.exp(log_q).sum(-1, keepdims=True))
+    w_y, onehot = w[labels], np.eye(k)[labels]
+    total = (1 - eps) * -(w_y * log_q[np.arange(n), labels]).sum() - eps / k * (log_q @ w).sum()
+    q = np.exp(log_q)
+    grad = (1 - eps) * w_y[:, None] * (q - onehot) + eps / k * (w.sum() * q - w)
+    return total / w_y.sum(), grad / w_y.sum()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_weighted_mean_with_huge_class_weights(backend, eps):
+    """1e35 float32 class weights over 10,000 items: their sum, the mean's denominator, passes
+    float32's maximum (torch and TensorFlow gave 0 and a zero gradient); the mean does not."""
+    xl, array = BACKENDS[backend]
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=(10_000, 5)) * 2).astype(np.float32)
+    labels = rng.integers(0, 5, 10_000)
+    w = (rng.uniform(0.5, 2, 5) * 1e35).astype(np.float32)
+    expected, expected_grad = _weighted_mean_reference(labels, z, w, eps)
+    value, grad = _grad(backend, lambda t: xl.sparse_categorical_cross_entropy(
+        array(labels), t, from_logits=True, label_smoothing=eps, class_weight=array(w)), z)
+    assert value == pytest.approx(expected, rel=1e-5)
+    if grad is not None:
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-5 * abs(expected_grad).max())
+    # 'sum' keeps the true weights: its sum passes float32's maximum
+    total = xl.sparse_categorical_cross_entropy(array(labels), array(z), from_logits=True,
+                                                class_weight=array(w), reduction="sum")
+    assert np.isposinf(float(total))
+    # all-zero weights: a mean over no weight is 0, never NaN
+    zero = xl.sparse_categorical_cross_entropy(array(labels), array(z), from_logits=True,
+                                               class_weight=array(np.zeros(5, np.float32)))
+    assert float(zero) == 0.0
+
+
+def test_torch_weighted_mean_with_huge_class_weights_differentiable_weights():
+    """The differentiable path (gradients to class_weight too): the scale is a constant factor."""
+    rng = np.random.default_rng(1)
+    z = torch.tensor((rng.normal(size=(10_000, 5)) * 2).astype(np.float32), requires_grad=True)
+    labels = torch.tensor(rng.integers(0, 5, 10_000))
+    for scale in (1e35, 1.0):
+        w = torch.tensor((rng.uniform(0.5, 2, 5) * scale).astype(np.float32), requires_grad=True)
+        loss = xt.sparse_categorical_cross_entropy(labels, z, from_logits=True, class_weight=w)
+        loss.backward()
+        z64, w64 = z.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+        w_y = w64[labels]
+        ref = (w_y * -torch.log_softmax(z64, -1)[torch.arange(len(labels)), labels]).sum() / w_y.sum()
+        ref.backward()
+        assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+        for ours, exact in ((z.grad, z64.grad), (w.grad, w64.grad)):
+            np.testing.assert_allclose(ours.numpy(), exact.numpy(), rtol=1e-4, atol=1e-5 * float(exact.abs().max()))
+        z.grad = None

@@ -25,6 +25,8 @@ read a few facts from an array:
 ``ops.bad_labels``     (any, min, max) of the labels outside [0, C) and not
                        ``ignore_index``
 ``ops.all_nonnegative`` every weight finite and >= 0 (``strict``: > 0)
+``ops.scaled_to_unit``  weights divided by the power of two that brings the
+                       largest into [1/2, 1), if it is above 1
 ``ops.require``        raise ``builder(*args)`` unless ``ok``; in a graph an
                        assertion op with the same message
 ``ops.after``          ``x``, computed after the given assertion ops
@@ -260,6 +262,10 @@ class FrontDoor:
                     f"class_weight must have shape ({'C' if c is None else c},), one weight per "
                     f"class; got {w_shape}")
             self.weights(class_weight, "class_weight")
+            if reduction == "mean":  # sum(w_y l) / sum(w_y) is the same for w / 2^k, and exactly
+                # (a power of two scales without rounding), but its sums stay within the dtype:
+                # 1e35 float32 weights over 1e4 items overflowed the denominator, giving 0
+                class_weight = self.ops.scaled_to_unit(class_weight)
         self.predictions(y_pred, from_logits, axis, pred_name)
         return labels, y_pred, label_smoothing, ignore_index, class_weight, axis, num_classes
 

@@ -89,6 +89,12 @@ class NumpyOps:
     def all_nonnegative(self, w, strict=False):
         return bool(np.isfinite(w).all() and ((w > 0) if strict else (w >= 0)).all())
 
+    def scaled_to_unit(self, w):
+        top = w.max() if w.size else 0
+        if not 1 < top < np.inf:
+            return w
+        return np.ldexp(w, -np.frexp(top)[1]).astype(w.dtype)
+
     def require(self, ok, builder, *args):
         if not ok:
             raise builder(*args)

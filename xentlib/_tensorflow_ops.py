@@ -141,6 +141,13 @@ class TensorFlowOps:
     def all_nonnegative(self, w, strict=False):
         return self._answer(tf.reduce_all(tf.math.is_finite(w) & ((w > 0) if strict else (w >= 0))))
 
+    def scaled_to_unit(self, w):
+        top = tf.stop_gradient(tf.reduce_max(w))  # -inf if empty; a constant factor for the gradient
+        exponent = tf.math.floor(tf.math.log(top) / np.log(2.0)) + 1  # about frexp's
+        exponent = tf.where((top > 1) & tf.math.is_finite(top), exponent, tf.zeros_like(exponent))
+        half = tf.math.floor(exponent / 2)  # two normal powers of two: tf.pow flushes 2^-127
+        return w * tf.pow(tf.constant(2, w.dtype), -half) * tf.pow(tf.constant(2, w.dtype), half - exponent)
+
     def require(self, ok, builder, *args):
         """Raise ``builder(*args)`` unless ``ok``; in a graph, return an assertion op.
 

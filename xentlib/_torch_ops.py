@@ -109,6 +109,14 @@ class TorchOps(NumpyOps):
         w = w.detach()
         return bool((torch.isfinite(w) & ((w > 0) if strict else (w >= 0))).all())
 
+    def scaled_to_unit(self, w):
+        if not w.numel():
+            return w
+        top = w.detach().amax()  # a constant factor: the gradient of the mean is unchanged
+        exponent = torch.frexp(top).exponent.clamp_(min=0)  # 0 for inf and NaN
+        # on the device: no host read; a product, as torch.ldexp's own gradient is 0
+        return w * torch.ldexp(torch.ones((), dtype=w.dtype, device=w.device), -exponent)
+
     def move_to_last(self, x, axis):
         return x.movedim(axis, -1)
 
