@@ -7,6 +7,7 @@ they go with (``like``).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -79,14 +80,14 @@ class TorchOps(NumpyOps):
     def all_finite(self, x):
         # One fast pass, one host read: a finite sum means no NaN/inf; an overflowing sum is looked at closely.
         x = x.detach()
-        return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+        return math.isfinite(x.sum().item()) or bool(torch.isfinite(x).all())
 
     def any_inf_max(self, x, axis):
         return bool(torch.isinf(torch.amax(x.detach(), dim=axis)).any())
 
     def min_max(self, x):
-        low, high = torch.stack(torch.aminmax(x.detach())).tolist()  # one pass; NaN propagates
-        return low, high
+        low, high = torch.aminmax(x.detach())  # one pass; NaN propagates
+        return low.item(), high.item()
 
     def worst_sum(self, p, axes, tol):
         p = p.detach()
