@@ -392,3 +392,56 @@ def test_torch_weighted_mean_with_huge_class_weights_differentiable_weights():
         for ours, exact in ((z.grad, z64.grad), (w.grad, w64.grad)):
             np.testing.assert_allclose(ours.numpy(), exact.numpy(), rtol=1e-4, atol=1e-5 * float(exact.abs().max()))
         z.grad = None
+
+
+# ---- label smoothing from logits whose spread passes the dtype's maximum -----------------
+
+def _smoothing_cases(xl, array):
+    labels, eps = np.array([0, 1]), 0.1
+    onehot = np.eye(2, dtype=np.float32)[labels]
+    weight = np.array([1.0, 2.0], np.float32)
+    yield "sparse", lambda z: xl.sparse_categorical_cross_entropy(array(labels), z, from_logits=True,
+                                                                  label_smoothing=eps)
+    yield "sparse-weighted", lambda z: xl.sparse_categorical_cross_entropy(
+        array(labels), z, from_logits=True, label_smoothing=eps, class_weight=array(weight))
+    yield "sparse-none", lambda z: xl.sparse_categorical_cross_entropy(
+        array(labels), z, from_logits=True, label_smoothing=eps, reduction="none")
+    yield "categorical", lambda z: xl.categorical_cross_entropy(array(onehot), z, from_logits=True,
+                                                                label_smoothing=eps)
+    yield "focal", lambda z: xl.categorical_focal_cross_entropy(array(onehot), z, from_logits=True,
+                                                                label_smoothing=eps)
+
+
+SMOOTHING_CASES = [name for name, _ in _smoothing_cases(xn, np.asarray)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", SMOOTHING_CASES)
+def test_label_smoothing_from_logits_spread_beyond_the_dtype_max(backend, case):
+    """float32 logits [3e38, -3e38]: log q of the second class is -6e38, -inf in float32, though
+    the smoothed loss, eps/K of it, is finite (every backend gave inf). Values against float64,
+    the gradient against softmax - ((1 - eps) onehot + eps/K)."""
+    xl, array = BACKENDS[backend]
+    z = np.array([[3e38, -3e38], [1.0, 2.5]], np.float32)
+    fn = dict(_smoothing_cases(xl, array))[case]
+    expected = np.asarray(dict(_smoothing_cases(xn, np.asarray))[case](z.astype(np.float64)))
+    assert np.isfinite(expected).all()
+    if backend == "numpy":
+        got, grad = np.asarray(fn(z)), None
+    elif backend == "torch":
+        zt = torch.tensor(z, requires_grad=True)
+        out = fn(zt)
+        out.sum().backward()
+        got, grad = out.detach().numpy(), zt.grad.numpy()
+    else:
+        zt = tf.constant(z)
+        with tf.GradientTape() as tape:
+            tape.watch(zt)
+            out = fn(zt)
+        got, grad = out.numpy(), tape.gradient(out, zt).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    if grad is not None and case in ("sparse", "categorical", "sparse-none"):
+        q = np.exp(xn.log_softmax(z.astype(np.float64)))
+        target = 0.9 * np.eye(2)[[0, 1]] + 0.1 / 2
+        np.testing.assert_allclose(grad, (q - target) / (1 if case == "sparse-none" else 2), rtol=1e-6, atol=1e-7)

@@ -107,6 +107,17 @@ def _shift_by_max(z, axis):
         return z - m, m
 
 
+def _logits_and_log_q(z, axis=-1):
+    """``(z, log_softmax(z))``, both in float64 for float32 logits whose spread passes float32's
+    maximum: a log-probability of -inf there, where the loss may still be finite (smoothing
+    gives that class eps/K)."""
+    log_q = log_softmax(z, axis=axis)
+    if log_q.dtype == np.float32 and np.isneginf(log_q).any():
+        z = z.astype(np.float64)
+        log_q = log_softmax(z, axis=axis)
+    return z, log_q
+
+
 def _smoothed(y, epsilon, axis):
     """Label smoothing in the compute dtype (16-bit targets are smoothed in float32)."""
     y = _compute(y)
@@ -221,10 +232,11 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
         y_true, y_pred, from_logits, label_smoothing, axis, reduction)
     target = _smoothed(y_true, label_smoothing, axis)
     if from_logits:
-        per_row = _times(target, -log_softmax(_compute(y_pred), axis=axis)).sum(axis=axis)  # 0 log 0 = 0
+        per_row = _times(target, -_logits_and_log_q(_compute(y_pred), axis)[1]).sum(axis=axis)  # 0 log 0 = 0
     else:
         per_row = -_xlogy(target, _compute(y_pred)).sum(axis=axis)
-    return _reduce(per_row, reduction).astype(_loss_dtype(y_pred))
+    with np.errstate(over="ignore"):  # from float64 (see _logits_and_log_q): beyond float32's max is inf
+        return _reduce(per_row, reduction).astype(_loss_dtype(y_pred))
 
 
 @shared
@@ -240,7 +252,7 @@ def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_cla
             from_logits, reduction):
     z = np.moveaxis(_compute(y_pred), axis, -1)
     if from_logits:
-        log_q = log_softmax(z, axis=-1)
+        z, log_q = _logits_and_log_q(z)
     else:
         with np.errstate(divide="ignore"):
             log_q = np.log(z)
@@ -356,13 +368,15 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
         y_true, y_pred, gamma, alpha, from_logits, label_smoothing, axis, reduction)
     target, z = _smoothed(y_true, label_smoothing, axis), _compute(y_pred)
     if from_logits:
-        log_q, miss = log_softmax(z, axis=axis), np.exp(gamma * _log_one_minus_softmax(z, axis))
+        z, log_q = _logits_and_log_q(z, axis)
+        miss = np.exp(gamma * _log_one_minus_softmax(z, axis))
     else:
         with np.errstate(divide="ignore"):
             log_q, miss = np.log(z), np.clip(1 - z, 0, 1) ** gamma
     alpha = None if alpha is None else _compute(np.asarray(alpha))
     terms = _neutral.categorical_focal(_times, target, log_q, miss, gamma, alpha)
-    return _reduce(terms.sum(axis=axis), reduction).astype(_loss_dtype(y_pred))
+    with np.errstate(over="ignore"):  # from float64 (see _logits_and_log_q): beyond float32's max is inf
+        return _reduce(terms.sum(axis=axis), reduction).astype(_loss_dtype(y_pred))
 
 
 # ---- calibration ----------------------------------------------------------------------

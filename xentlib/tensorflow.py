@@ -289,20 +289,22 @@ def _row_factor(g, reduction, like, denominator):
     return g * tf.ones_like(like)
 
 
-def _smoothing_nll(log_s, e, e_sum, num_classes):
-    r""":math:`-\frac1C \sum_c \log q_c = \log s - \frac1C \sum_c e_c` from the shifted
-    logits ``e`` (classes last) and their sum. Where the float32 sum overflows (logits near
-    float32's maximum) though the mean does not, the sum is taken in float64."""
-    def narrow():
-        return (num_classes * log_s - e_sum) / num_classes
+def _redone_wide_if_not_finite(values, wide, logits_dtype):
+    """``values``, or ``wide()`` (the same computed from float64 logits) where the values of
+    float32 logits are not all finite: a logit spread beyond float32's maximum gives a
+    log-probability of -inf (or a float32 class sum overflows) where the loss may be finite."""
+    if logits_dtype != tf.float32:
+        return values
+    return tf.cond(tf.reduce_all(tf.math.is_finite(values)), lambda: values,
+                   lambda: tf.cast(wide(), values.dtype))
 
-    def wide():
-        mean = tf.reduce_sum(_wide(e), axis=-1) / _wide(num_classes)
-        return tf.cast(_wide(log_s) - mean, e.dtype)
 
-    if e.dtype != tf.float32:
-        return narrow()
-    return tf.cond(tf.reduce_any(tf.math.is_inf(e_sum)), wide, narrow)
+def _shifted(z):
+    """The logits minus their row maximum (classes last), and the log of the row sum of their exp."""
+    e = z - tf.reduce_max(z, axis=-1, keepdims=True)
+    ex = tf.exp(e)
+    s = tf.reduce_sum(ex, axis=-1)
+    return e, ex, s, tf.math.log(s)
 
 
 def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
@@ -317,20 +319,27 @@ def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
     denominator = tf.reduce_sum(w_y)
     total_w = num_classes if weight is None else tf.reduce_sum(weight)
 
+    def items(e, log_s):
+        """Per-item losses of the shifted logits ``e`` (0 where not kept), float64 with weights."""
+        e_y = tf.gather(e, safe, axis=1, batch_dims=1)
+        k = tf.cast(num_classes, e.dtype)
+        if weight is None:
+            per_item = (1 - eps) * tf.cast(w_y, e.dtype) * (log_s - e_y)
+            if eps > 0:  # -sum_c log q_c / C
+                per_item += eps * (k * log_s - tf.reduce_sum(e, axis=1)) / k
+        else:
+            per_item = (1 - eps) * _wide(w_y) * _wide(log_s - e_y)
+            if eps > 0:  # -sum_c w_c log q_c / C
+                e_w = tf.linalg.matvec(_wide(e), _wide(weight))
+                per_item += eps * (_wide(total_w) * _wide(log_s) - e_w) / _wide(k)
+        return tf.where(kept2, per_item, tf.zeros_like(per_item))
+
     @tf.custom_gradient
     def loss(z2):
-        e = z2 - tf.reduce_max(z2, axis=1, keepdims=True)
-        e_y = tf.gather(e, safe, axis=1, batch_dims=1)
-        if eps > 0:  # sum_c w_c (z_c - m)
-            e_w = tf.reduce_sum(e, axis=1) if weight is None else tf.linalg.matvec(_wide(e), _wide(weight))
-        ex = tf.exp(e)
-        s = tf.reduce_sum(ex, axis=1)
-        log_s = tf.math.log(s)
+        e, ex, s, log_s = _shifted(z2)
+        per_item = _redone_wide_if_not_finite(
+            items(e, log_s), lambda: items(*_shifted(_wide(z2))[::3]), dtype)
         if weight is None:
-            per_item = (1 - eps) * w_y * (log_s - e_y)
-            if eps > 0:  # -sum_c log q_c / C
-                per_item += eps * tf.where(kept2, _smoothing_nll(log_s, e, e_w, num_classes), zeros)
-            per_item = tf.where(kept2, per_item, zeros)
             if reduction == "none":
                 out = tf.reshape(per_item, tf.shape(labels))
             else:
@@ -338,12 +347,6 @@ def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
                 if reduction == "mean":
                     out = tf.math.divide_no_nan(out, denominator)  # no kept item -> 0
         else:  # in float64 (see _wide), back to the logits' dtype at the end
-            per_item = (1 - eps) * _wide(w_y) * _wide(log_s - e_y)
-            wide_zeros = tf.zeros_like(per_item)
-            if eps > 0:  # -sum_c w_c log q_c / C
-                smooth = (_wide(total_w) * _wide(log_s) - e_w) / _wide(num_classes)
-                per_item += eps * tf.where(kept2, smooth, wide_zeros)
-            per_item = tf.where(kept2, per_item, wide_zeros)
             if reduction == "none":
                 out = tf.cast(tf.reshape(per_item, tf.shape(labels)), dtype)
             else:
@@ -371,15 +374,17 @@ def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
 def _categorical_from_logits(target, z, reduction):
     """Categorical CE from logits ``z`` with classes last; gradients for logits and target."""
 
+    def rows(e, log_s, t, total_t):  # -sum_c t_c log q_c, both terms >= 0; 0 (-inf) = 0
+        t_e = tf.reduce_sum(tf.where(tf.equal(t, 0), tf.zeros_like(e), t * e), axis=-1)
+        return total_t * log_s - t_e
+
     @tf.custom_gradient
     def loss(z, t):
-        e = z - tf.reduce_max(z, axis=-1, keepdims=True)
-        t_e = tf.reduce_sum(tf.where(tf.equal(t, 0), tf.zeros_like(e), t * e), axis=-1)  # 0 (-inf) = 0
-        ex = tf.exp(e)
-        s = tf.reduce_sum(ex, axis=-1)
-        log_s = tf.math.log(s)
+        e, ex, s, log_s = _shifted(z)
         total_t = tf.reduce_sum(t, axis=-1)
-        per_row = total_t * log_s - t_e  # -sum_c t_c log q_c, both terms >= 0
+        per_row = _redone_wide_if_not_finite(
+            rows(e, log_s, t, total_t),
+            lambda: rows(*_shifted(_wide(z))[::3], _wide(t), _wide(total_t)), z.dtype)
         out = _reduce(per_row, reduction)
 
         def grad(g):
@@ -643,14 +648,19 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
         y_true, y_pred, gamma, alpha, from_logits, label_smoothing, axis, reduction)
     z = _compute(y_pred)
     target = tf.cast(_smoothed(y_true, label_smoothing, axis), z.dtype)
+
+    def rows(z, target):
+        if from_logits:
+            log_q, miss = tf.nn.log_softmax(z, axis=axis), tf.exp(gamma * _log_one_minus_softmax(z, axis))
+        else:
+            log_q, miss = _log(z), tf.clip_by_value(1 - z, 0, 1) ** gamma
+        weight = None if alpha is None else tf.cast(alpha, z.dtype) + tf.zeros_like(z)  # for tf.where
+        return tf.reduce_sum(_neutral.categorical_focal(_times, target, log_q, miss, gamma, weight), axis=axis)
+
+    per_row = rows(z, target)
     if from_logits:
-        log_q, miss = tf.nn.log_softmax(z, axis=axis), tf.exp(gamma * _log_one_minus_softmax(z, axis))
-    else:
-        log_q, miss = _log(z), tf.clip_by_value(1 - z, 0, 1) ** gamma
-    if alpha is not None:  # broadcast for tf.where
-        alpha = tf.cast(alpha, z.dtype) + tf.zeros_like(z)
-    terms = _neutral.categorical_focal(_times, target, log_q, miss, gamma, alpha)
-    return tf.cast(_reduce(tf.reduce_sum(terms, axis=axis), reduction), _loss_dtype(y_pred))
+        per_row = _redone_wide_if_not_finite(per_row, lambda: rows(_wide(z), _wide(target)), z.dtype)
+    return tf.cast(_reduce(per_row, reduction), _loss_dtype(y_pred))
 
 
 # ---- calibration ----------------------------------------------------------------------

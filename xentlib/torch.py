@@ -105,6 +105,15 @@ def _sum(x, dim=None):
     return x.sum(**over, dtype=torch.float64)
 
 
+def _spread_overflows(z, terms):
+    """Whether float32 logits ``z`` give non-finite ``terms`` (sums of log-probabilities) only
+    because their spread passes float32's maximum: a log-probability of -inf where the loss
+    may be finite (smoothing gives that class eps/K). The caller redoes them in float64. Read
+    on the host, so only on the CPU outside ``torch.func``; elsewhere such a loss stays inf."""
+    return (z.dtype == torch.float32 and _host_readable(z) and terms.numel() > 0
+            and not bool(torch.isfinite(terms).all()))
+
+
 def _reduce(per_item, reduction, denominator=None):
     if reduction == "none":
         return per_item
@@ -335,11 +344,15 @@ def _sparse_forward(z, safe, kept, weight, eps, reduction):
         per_item = -(1 - eps) * w_y * log_q_y
     else:
         per_item = -(1 - eps) * _wide(w_y) * _wide(log_q_y)
+    denominator = w_y.sum()
     if eps > 0:  # -sum_c w_c log q_c / C
         w_log_q = _sum(log_q, dim=-1) if weight is None else torch.matmul(_wide(log_q), _wide(weight))
+        if _spread_overflows(z, w_log_q):
+            wide = _sparse_forward(z.double(), safe, kept, weight if weight is None else weight.double(),
+                                   eps, reduction)[0]
+            return wide.to(z.dtype), log_q, w_y, denominator
         per_item = per_item - (eps / z.shape[-1]) * torch.where(kept, w_log_q, 0.0)
     per_item = torch.where(kept, per_item, 0.0)
-    denominator = w_y.sum()
     return _reduce(per_item, reduction, denominator).to(z.dtype), log_q, w_y, denominator
 
 
@@ -388,7 +401,9 @@ def _categorical_forward(z, t, reduction):
     per_row = None
     if _host_readable(z):  # a row dot product; NaN only from 0 * log 0 (or a NaN input)
         per_row = -torch.linalg.vecdot(t, log_q)
-        if bool(torch.isnan(per_row).any()):
+        if _spread_overflows(z, per_row):
+            per_row = _categorical_forward(z.double(), t.double(), "none")[0].to(z.dtype)
+        elif bool(torch.isnan(per_row).any()):
             per_row = None
     if per_row is None:  # 0 log 0 = 0, also where log q underflows to -inf
         per_row = -torch.where(t == 0, 0.0, t * log_q).sum(dim=-1)
@@ -648,7 +663,11 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
     z = _compute(y_pred)
     target = _smoothed(y_true, label_smoothing, axis).to(z.dtype)
     if from_logits:
-        log_q, miss = torch.log_softmax(z, dim=axis), torch.exp(gamma * _log_one_minus_softmax(z, axis))
+        log_q = torch.log_softmax(z, dim=axis)
+        if _spread_overflows(z, log_q):
+            z, target = z.double(), target.double()
+            log_q = torch.log_softmax(z, dim=axis)
+        miss = torch.exp(gamma * _log_one_minus_softmax(z, axis))
     else:
         log_q, miss = torch.log(z), torch.clamp(1 - z, 0, 1) ** gamma
     if alpha is not None:
