@@ -110,8 +110,7 @@ def _spread_overflows(z, terms):
     because their spread passes float32's maximum: a log-probability of -inf where the loss
     may be finite (smoothing gives that class eps/K). The caller redoes them in float64. Read
     on the host, so only on the CPU outside ``torch.func``; elsewhere such a loss stays inf."""
-    return (z.dtype == torch.float32 and _host_readable(z) and terms.numel() > 0
-            and not bool(torch.isfinite(terms).all()))
+    return z.dtype == torch.float32 and _host_readable(z) and not math.isfinite(terms.sum().item())
 
 
 def _reduce(per_item, reduction, denominator=None):
@@ -401,9 +400,9 @@ def _categorical_forward(z, t, reduction):
     per_row = None
     if _host_readable(z):  # a row dot product; NaN only from 0 * log 0 (or a NaN input)
         per_row = -torch.linalg.vecdot(t, log_q)
-        if _spread_overflows(z, per_row):
+        if _spread_overflows(z, per_row):  # also 0 log 0: the float64 pass takes the path below
             per_row = _categorical_forward(z.double(), t.double(), "none")[0].to(z.dtype)
-        elif bool(torch.isnan(per_row).any()):
+        elif z.dtype != torch.float32 and bool(torch.isnan(per_row).any()):
             per_row = None
     if per_row is None:  # 0 log 0 = 0, also where log q underflows to -inf
         per_row = -torch.where(t == 0, 0.0, t * log_q).sum(dim=-1)
