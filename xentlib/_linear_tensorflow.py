@@ -62,7 +62,8 @@ def linear_cross_entropy(hidden, weight, labels, **options):
         def grad(upstream, *_):
             if fuse:
                 g = tf.cast(upstream, work)
-                result = [x * g for x in grads if x is not None]
+                one = tf.executing_eagerly() and bool(g == 1)  # usual case 1: the buffers, no copies
+                result = [x if one else x * g for x in grads if x is not None]
             else:
                 _, _, result = _sweep(h, w, b, y, kept, invalid, cw, o, tf.cast(upstream, work),
                                       True, work)
