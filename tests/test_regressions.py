@@ -445,3 +445,56 @@ def test_label_smoothing_from_logits_spread_beyond_the_dtype_max(backend, case):
         q = np.exp(xn.log_softmax(z.astype(np.float64)))
         target = 0.9 * np.eye(2)[[0, 1]] + 0.1 / 2
         np.testing.assert_allclose(grad, (q - target) / (1 if case == "sparse-none" else 2), rtol=1e-6, atol=1e-7)
+
+
+# ---- fuzz findings (tests/test_fuzz.py, /work/helpers/fuzz_findings.md ids) ----------------
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])  # TF flushes the subnormal weights themselves
+def test_f1b_tiny_float64_class_weights_with_float32_logits(backend):
+    """5e-324 float64 weights were 0 once cast to float32: the mean over 'no weight' gave 0."""
+    xl, array = BACKENDS[backend]
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(np.zeros((1, 2), np.float32)),
+                                              from_logits=True, class_weight=array(np.array([5e-324, 5e-324])))
+    assert float(got) == pytest.approx(np.log(2), rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f3_zero_class_weights_at_a_spread_beyond_the_dtype_max(backend):
+    """Smoothing, weights 0 and log q = -inf (float32): 0 * inf gave NaN in torch and TF."""
+    xl, array = BACKENDS[backend]
+    got = xl.sparse_categorical_cross_entropy(
+        array(np.array([0])), array(np.array([[3.38953e38, -3.38953e38]], np.float32)), from_logits=True,
+        label_smoothing=0.1, class_weight=array(np.array([0.0, 0.0])), reduction="sum")
+    assert float(got) == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f6_zero_pos_weight_times_log_zero_is_zero(backend):
+    """Binary CE on probabilities: pos_weight 0 times the smoothed target's -log 0 gave NaN."""
+    xl, array = BACKENDS[backend]
+    got = xl.binary_cross_entropy(array(np.array([0.0], np.float32)), array(np.array([0.0], np.float32)),
+                                  label_smoothing=0.1, pos_weight=array(np.array(0.0)))
+    assert float(got) == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f2_building_blocks_of_no_classes(backend):
+    """NumPy raised a raw reduction error; torch and TF give the log of an empty sum."""
+    xl, array = BACKENDS[backend]
+    np.testing.assert_array_equal(np.asarray(xl.logsumexp(array(np.zeros((3, 0))))), np.full(3, -np.inf))
+    assert np.asarray(xl.softmax(array(np.zeros((3, 0))))).shape == (3, 0)
+    assert np.asarray(xl.log_softmax(array(np.zeros((3, 0))))).shape == (3, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f11_f8_gaussian_nll_at_the_dtype_extremes(backend):
+    """(y - mean)^2 overflowed before the division by the variance (F11); TF refused a subnormal
+    variance (its comparison flushes it) and its log (F8)."""
+    xl, array = BACKENDS[backend]
+    got = xl.gaussian_nll(array(np.array(0.0)), array(np.array(1e200)), array(np.array(1e300)), full=False)
+    assert float(got) == pytest.approx(5e99 + 0.5 * np.log(1e300), rel=1e-12)
+    f32 = [array(np.array(v, np.float32)) for v in (0.0, 1.69e38, 1.69e38)]
+    assert float(xl.gaussian_nll(*f32, full=False)) == pytest.approx(0.5 * 1.69e38, rel=1e-6)
+    tiny = xl.gaussian_nll(array(np.array([1.0], np.float32)), array(np.array([0.0], np.float32)),
+                           array(np.array(1e-45, np.float32)))
+    assert float(tiny) == np.inf

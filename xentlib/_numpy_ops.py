@@ -91,7 +91,7 @@ class NumpyOps:
 
     def scaled_to_unit(self, w):
         top = w.max() if w.size else 0
-        if not 1 < top < np.inf:
+        if not 0 < top < np.inf:
             return w
         return np.ldexp(w, -np.frexp(top)[1]).astype(w.dtype)
 

@@ -139,12 +139,17 @@ class TensorFlowOps:
         return any_bad, low, high
 
     def all_nonnegative(self, w, strict=False):
-        return self._answer(tf.reduce_all(tf.math.is_finite(w) & ((w > 0) if strict else (w >= 0))))
+        if strict:  # on the bits: TensorFlow's CPU comparison flushes a subnormal to 0 (1e-45 > 0 is False)
+            bits = tf.bitcast(w, {8: tf.int64, 4: tf.int32, 2: tf.int16}[w.dtype.size])
+            positive = bits > 0  # the sign bit makes every negative float a negative integer
+        else:
+            positive = w >= 0
+        return self._answer(tf.reduce_all(tf.math.is_finite(w) & positive))
 
     def scaled_to_unit(self, w):
         top = tf.stop_gradient(tf.reduce_max(w))  # -inf if empty; a constant factor for the gradient
         exponent = tf.math.floor(tf.math.log(top) / np.log(2.0)) + 1  # about frexp's
-        exponent = tf.where((top > 1) & tf.math.is_finite(top), exponent, tf.zeros_like(exponent))
+        exponent = tf.where((top > 0) & tf.math.is_finite(top), exponent, tf.zeros_like(exponent))
         half = tf.math.floor(exponent / 2)  # two normal powers of two: tf.pow flushes 2^-127
         return w * tf.pow(tf.constant(2, w.dtype), -half) * tf.pow(tf.constant(2, w.dtype), half - exponent)
 

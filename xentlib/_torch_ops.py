@@ -114,9 +114,11 @@ class TorchOps(NumpyOps):
         if not w.numel():
             return w
         top = w.detach().amax()  # a constant factor: the gradient of the mean is unchanged
-        exponent = torch.frexp(top).exponent.clamp_(min=0)  # 0 for inf and NaN
-        # on the device: no host read; a product, as torch.ldexp's own gradient is 0
-        return w * torch.ldexp(torch.ones((), dtype=w.dtype, device=w.device), -exponent)
+        exponent = torch.frexp(top).exponent  # 0 for 0, inf and NaN
+        half, one = exponent // 2, torch.ones((), dtype=w.dtype, device=w.device)
+        # on the device: no host read; two normal powers of two (2^1073 is beyond float64), a
+        # product, as torch.ldexp's own gradient is 0
+        return w * torch.ldexp(one, -half) * torch.ldexp(one, half - exponent)
 
     def move_to_last(self, x, axis):
         return x.movedim(axis, -1)

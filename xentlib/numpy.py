@@ -101,7 +101,7 @@ def _reduce(per_item, reduction, denominator=None):
 
 def _shift_by_max(z, axis):
     """``(z - m, m)`` with ``m`` the maximum along ``axis``; every exponent of ``z - m`` is <= 0."""
-    m = np.max(z, axis=axis, keepdims=True)
+    m = np.max(z, axis=axis, keepdims=True, initial=-np.inf)  # no classes: -inf, as torch and TF
     m = np.where(np.isfinite(m), m, 0)  # rows of -inf: exp(-inf - 0) = 0, log 0 = -inf
     with np.errstate(over="ignore"):  # a spread beyond the dtype's max: -inf, whose exp is 0
         return z - m, m
@@ -292,7 +292,8 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
             per_elem = -(w_pos * y * log_p + (1 - y) * log_not_p)
     else:
         q = np.clip(_compute(y_pred), 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
-        per_elem = -(w_pos * _xlogy(y, q) + _xlogy(1 - y, 1 - q))
+        positive = _xlogy(y, q) if pos_weight is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
+        per_elem = -(positive + _xlogy(1 - y, 1 - q))
     return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
 
 
@@ -306,7 +307,8 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
 def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     var = _compute(variance)
-    per_elem = 0.5 * ((_compute(y_true) - _compute(mean)) ** 2 / var + np.log(var))
+    with np.errstate(over="ignore"):  # scaled before the square: (y - mu)^2 alone may overflow
+        per_elem = 0.5 * (((_compute(y_true) - _compute(mean)) / np.sqrt(var)) ** 2 + np.log(var))
     if full:
         per_elem = per_elem + 0.5 * np.log(2 * np.pi)
     per_elem = np.broadcast_to(per_elem, y_true.shape)

@@ -533,7 +533,8 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         out = _binary_from_logits(y, z, w_pos, reduction)
         return tf.cast(out, _loss_dtype(y_pred))
     q = _clip_unit(z)  # 1 + 1e-16 from round-off: log(1 - q) stays real
-    per_elem = -((1.0 if w_pos is None else w_pos) * _xlogy(y, q) + _xlogy(1 - y, 1 - q))
+    positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
+    per_elem = -(positive + _xlogy(1 - y, 1 - q))
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
 
@@ -552,7 +553,9 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
 def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     y, mu, var = _common(y_true, mean, variance)
-    per_elem = 0.5 * (tf.square(y - mu) / var + tf.math.log(var))
+    # scaled before the square: (y - mu)^2 alone may overflow where (y - mu)^2 / var does not;
+    # _log: a subnormal variance, which TensorFlow's kernels flush, keeps its log
+    per_elem = 0.5 * (tf.square((y - mu) / tf.sqrt(var)) + _log(var))
     if full:
         per_elem = per_elem + 0.5 * np.log(2 * np.pi)
     per_elem = tf.broadcast_to(per_elem, tf.shape(y_true))

@@ -571,7 +571,8 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
             out = _binary_forward(z, y, w_pos, reduction)[0]
         return out.to(_loss_dtype(y_pred))
     q = torch.clamp(z, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
-    per_elem = -((1.0 if w_pos is None else w_pos) * _xlogy(y, q) + _xlogy(1 - y, 1 - q))
+    positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
+    per_elem = -(positive + _xlogy(1 - y, 1 - q))
     return _reduce(per_elem, reduction).to(_loss_dtype(y_pred))
 
 
@@ -592,7 +593,8 @@ def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     """
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     var = _compute(variance)
-    per_elem = 0.5 * ((_compute(y_true) - _compute(mean)) ** 2 / var + torch.log(var))
+    # scaled before the square: (y - mu)^2 alone may overflow where (y - mu)^2 / var does not
+    per_elem = 0.5 * (((_compute(y_true) - _compute(mean)) / torch.sqrt(var)) ** 2 + torch.log(var))
     if full:
         per_elem = per_elem + 0.5 * math.log(2 * math.pi)
     per_elem = torch.broadcast_to(per_elem, y_true.shape)
