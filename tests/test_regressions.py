@@ -303,21 +303,6 @@ def test_tf_binary_losses_keep_subnormal_probabilities():
             assert float(got) == pytest.approx(expected, rel=1e-6), fn.__name__
 
 
-def test_torch_linear_ce_refuses_higher_order_gradients_and_torch_func_by_name():
-    """The fused pass has no differentiable gradient: a clear error, never a silently dropped term."""
-    g = torch.Generator().manual_seed(0)
-    h = torch.randn(4, 3, dtype=torch.float64, generator=g, requires_grad=True)
-    w = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
-    y = torch.tensor([0, 1, 2, 3])
-    with pytest.raises(RuntimeError, match="^linear_cross_entropy: higher-order gradients"):
-        torch.autograd.grad(xt.linear_cross_entropy(h, w, y), h, create_graph=True)
-    (first,) = torch.autograd.grad(xt.linear_cross_entropy(h, w, y), h)  # first order still works
-    torch.testing.assert_close(first, torch.autograd.grad(
-        torch.nn.functional.cross_entropy(h @ w.T, y), h)[0])
-    with pytest.raises(TypeError, match="^hidden, weight and bias: .*torch.func"):
-        torch.func.grad(lambda x: xt.linear_cross_entropy(x, w.detach(), y))(h.detach())
-
-
 # ---- weighted means whose sums pass float32's maximum -------------------------------------
 
 def _grad(backend, fn, z):
