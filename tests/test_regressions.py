@@ -483,3 +483,31 @@ def test_f11_f8_gaussian_nll_at_the_dtype_extremes(backend):
     tiny = xl.gaussian_nll(array(np.array([1.0], np.float32)), array(np.array([0.0], np.float32)),
                            array(np.array(1e-45, np.float32)))
     assert float(tiny) == np.inf
+
+
+def test_value_checks_inside_a_suspended_generator_as_documented():
+    """No per-generator context in Python: the block's setting leaks to the caller while the
+    generator is suspended, and its end undoes the caller's change; a copied context isolates."""
+    import contextvars
+
+    def checks_off_around_yield():
+        with xentlib.value_checks(False):
+            yield value_checks_enabled()
+
+    gen = checks_off_around_yield()
+    try:
+        assert next(gen) is False
+        assert not value_checks_enabled()  # leaked to the caller while suspended
+        xentlib.value_checks(False)  # the caller's own change ...
+        with pytest.raises(StopIteration):
+            next(gen)
+        assert value_checks_enabled()  # ... undone by the block's end (the setting from before it)
+    finally:
+        xentlib.value_checks(True)
+
+    ctx, gen = contextvars.copy_context(), checks_off_around_yield()
+    assert ctx.run(next, gen) is False
+    assert value_checks_enabled()  # the generator's own context: nothing leaks
+    with pytest.raises(StopIteration):
+        ctx.run(next, gen)
+    assert value_checks_enabled()

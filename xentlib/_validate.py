@@ -42,10 +42,15 @@ class value_checks:
     it. The setting lives in a ``contextvars.ContextVar``: a thread started
     inside the block does *not* inherit it (a new thread starts with the checks
     on, unless it runs in a copied context, ``contextvars.copy_context().run``).
-    Python has no per-generator context: a generator that *yields inside* the
-    block lends the setting to its caller while it is suspended, until the
-    block ends; keep ``yield`` outside the block. In a ``tf.function`` it is
-    read when the function is traced.
+    Python gives a generator no context of its own (a context variable
+    follows the thread or asyncio task; PEP 568, which would change that, is
+    deferred): a generator that *yields inside* the block switches the checks
+    off for its caller too while it is suspended, and the block's end restores
+    the setting from before the block, undoing a change the caller made
+    meanwhile. Keep ``yield`` outside the block, or advance the generator in a
+    context of its own (``ctx = contextvars.copy_context()``, then
+    ``ctx.run(next, generator)``). In a ``tf.function`` the setting is read
+    when the function is traced.
 
     >>> import xentlib
     >>> from xentlib import numpy as xl
