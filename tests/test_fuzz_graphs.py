@@ -12,7 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy import special
 
-from fuzzing import BACKENDS, close, distributions, fuzz, logits_batches, oracle_log_softmax
+from fuzzing import BACKENDS, close, distributions, entropy_terms, fuzz, logits_batches, oracle_log_softmax, subnormal
 
 
 @fuzz
@@ -87,9 +87,13 @@ def test_bfloat16_logits_give_losses_close_to_float64(batch):
     inputs = {"torch": torch.tensor(z32).to(torch.bfloat16),
               "tensorflow": tf.cast(tf.constant(z32), tf.bfloat16)}
     exact = z32.astype(ml_dtypes.bfloat16).astype(np.float64)  # the values the backends see
-    expected = -oracle_log_softmax(exact)[:, 0].mean()
+    items = -oracle_log_softmax(exact)[:, 0]
+    # an item beyond float32's maximum is inf in the float32 loss (the documented rule)
+    expected = np.where(items > np.finfo(np.float32).max, np.inf, items).mean()
     labels = np.zeros(len(z), np.int64)
-    for backend in BACKENDS[1:]:
+    # F15 (tests/test_fuzz.py): TF's mean of finite float32 items whose float32 sum overflows is inf
+    tf_overflows = (-oracle_log_softmax(exact)[:, 0]).sum() > np.finfo(np.float32).max
+    for backend in BACKENDS[1:] if not tf_overflows else BACKENDS[1:2]:
         out = backend.xl.sparse_categorical_cross_entropy(
             backend.asarray(labels), inputs[backend.name], from_logits=True)
         close(backend.numpy(out), expected, dtype_name="float32",
@@ -97,19 +101,26 @@ def test_bfloat16_logits_give_losses_close_to_float64(batch):
 
 
 @fuzz
-@given(distributions(), st.sampled_from([np.float16, np.float32, np.float64]), st.booleans())
+@given(distributions(dtypes=("float16", "float32", "float64")), st.sampled_from([np.float16, np.float32, np.float64]),
+       st.booleans())
 def test_mixed_dtypes_promote(dists, other, swap):
     """Two distributions of different dtypes: computed and returned in the wider (NumPy's rule)."""
     dtype_name, p, q = dists
     q = q.astype(other)
-    assume(np.isfinite(q).all() and abs(float(q.astype(np.float64).sum()) - 1) < 1e-2)
+    sum_tolerance = {np.float16: 1e-2, np.float32: 1e-4, np.float64: 1e-6}  # the library's, per dtype
+    assume(np.isfinite(q).all() and abs(float(q.astype(np.float64).sum()) - 1) < sum_tolerance[other])
     if swap:
         p, q = q, p
     expected_dtype = np.result_type(p, q)
     p64, q64 = p.astype(np.float64), q.astype(np.float64)
     kl = special.rel_entr(p64, q64).sum()
+    # F7 (tests/test_fuzz.py): TF flushes subnormals: values checked where there are none
+    value_backends = BACKENDS if not (subnormal(p) or subnormal(q)) else BACKENDS[:2]
     for fn in ("cross_entropy", "kl_divergence"):
         for backend in BACKENDS:
             out = backend.numpy(getattr(backend.xl, fn)(backend.asarray(p), backend.asarray(q)))
             assert out.dtype == expected_dtype, (backend.name, fn, p.dtype, q.dtype, out.dtype)
-    close(out, kl, dtype_name=expected_dtype.name, scale=1.0, what="tensorflow kl (mixed)")
+            if backend in value_backends:
+                expected = kl if fn == "kl_divergence" else entropy_terms(p, q).sum()
+                close(out, expected, dtype_name=expected_dtype.name, scale=max(abs(float(expected)), 1.0)
+                      if np.isfinite(expected) else 1.0, what=f"{backend.name} {fn} (mixed)")
