@@ -444,6 +444,18 @@ def test_f1b_tiny_float64_class_weights_with_float32_logits(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_f16_class_weights_spanning_more_than_the_dtype_range(backend):
+    """The mean's scale is set by the kept labels' weights: scaled by the largest weight of all,
+    1e-300 underflowed to 0 and the mean of one item of that class was 0."""
+    xl, array = BACKENDS[backend]
+    w = array(np.array([1e30, 1e-300]))
+    for labels in ([1], [1, -100]):
+        got = xl.sparse_categorical_cross_entropy(array(np.array(labels)), array(np.zeros((len(labels), 2))),
+                                                  from_logits=True, ignore_index=-100, class_weight=w)
+        assert float(got) == pytest.approx(np.log(2), rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_f3_zero_class_weights_at_a_spread_beyond_the_dtype_max(backend):
     """Smoothing, weights 0 and log q = -inf (float32): 0 * inf gave NaN in torch and TF."""
     xl, array = BACKENDS[backend]

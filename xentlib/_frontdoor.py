@@ -26,7 +26,8 @@ read a few facts from an array:
                        ``ignore_index``
 ``ops.all_nonnegative`` every weight finite and >= 0 (``strict``: > 0)
 ``ops.scaled_to_unit``  weights divided by the power of two that brings the
-                       largest into [1/2, 1) (unless it is 0 or not finite)
+                       largest weight of a kept label into [1/2, 1) (unless
+                       it is 0 or not finite)
 ``ops.require``        raise ``builder(*args)`` unless ``ok``; in a graph an
                        assertion op with the same message
 ``ops.after``          ``x``, computed after the given assertion ops
@@ -265,8 +266,10 @@ class FrontDoor:
             if reduction == "mean":  # sum(w_y l) / sum(w_y) is the same for w / 2^k, and exactly
                 # (a power of two scales without rounding), but its sums stay within the dtype:
                 # 1e35 float32 weights over 1e4 items overflowed the denominator, giving 0, and
-                # 5e-324 float64 weights with float32 logits were 0 once cast
-                class_weight = self.ops.scaled_to_unit(class_weight)
+                # 5e-324 float64 weights with float32 logits were 0 once cast. The largest weight
+                # of a kept label sets the scale: a weight far below it adds nothing anyway, and a
+                # far larger one of a class without items only enters through smoothing
+                class_weight = self.ops.scaled_to_unit(class_weight, labels, ignore_index)
         self.predictions(y_pred, from_logits, axis, pred_name)
         return labels, y_pred, label_smoothing, ignore_index, class_weight, axis, num_classes
 

@@ -89,11 +89,15 @@ class NumpyOps:
     def all_nonnegative(self, w, strict=False):
         return bool(np.isfinite(w).all() and ((w > 0) if strict else (w >= 0)).all())
 
-    def scaled_to_unit(self, w):
-        top = w.max() if w.size else 0
+    def scaled_to_unit(self, w, labels, ignore_index):
+        used = (labels >= 0) & (labels < len(w))
+        if ignore_index is not None:
+            used &= labels != ignore_index
+        top = w[labels[used]].max() if used.any() else 0
         if not 0 < top < np.inf:
             return w
-        return np.ldexp(w, -np.frexp(top)[1]).astype(w.dtype)
+        with np.errstate(over="ignore"):  # a far larger weight of a class without items: inf
+            return np.ldexp(w, -np.frexp(top)[1]).astype(w.dtype)
 
     def require(self, ok, builder, *args):
         if not ok:

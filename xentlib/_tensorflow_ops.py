@@ -146,8 +146,13 @@ class TensorFlowOps:
             positive = w >= 0
         return self._answer(tf.reduce_all(tf.math.is_finite(w) & positive))
 
-    def scaled_to_unit(self, w):
-        top = tf.stop_gradient(tf.reduce_max(w))  # -inf if empty; a constant factor for the gradient
+    def scaled_to_unit(self, w, labels, ignore_index):
+        used = (labels >= 0) & (labels < tf.shape(w, out_type=labels.dtype)[0])
+        if ignore_index is not None:
+            used &= tf.not_equal(labels, ignore_index)
+        picked = tf.gather(w, tf.where(used, labels, tf.zeros_like(labels)))
+        # -inf if empty; a constant factor for the gradient
+        top = tf.stop_gradient(tf.reduce_max(tf.where(used, picked, tf.zeros_like(picked))))
         exponent = tf.math.floor(tf.math.log(top) / np.log(2.0)) + 1  # about frexp's
         exponent = tf.where((top > 0) & tf.math.is_finite(top), exponent, tf.zeros_like(exponent))
         half = tf.math.floor(exponent / 2)  # two normal powers of two: tf.pow flushes 2^-127

@@ -110,10 +110,14 @@ class TorchOps(NumpyOps):
         w = w.detach()
         return bool((torch.isfinite(w) & ((w > 0) if strict else (w >= 0))).all())
 
-    def scaled_to_unit(self, w):
-        if not w.numel():
+    def scaled_to_unit(self, w, labels, ignore_index):
+        if not (w.numel() and labels.numel()):
             return w
-        top = w.detach().amax()  # a constant factor: the gradient of the mean is unchanged
+        used = (labels >= 0) & (labels < w.shape[0])
+        if ignore_index is not None:
+            used &= labels != ignore_index
+        # a constant factor: the gradient of the mean is unchanged
+        top = torch.where(used, w.detach()[torch.where(used, labels, 0)], 0).amax()
         exponent = torch.frexp(top).exponent  # 0 for 0, inf and NaN
         half, one = exponent // 2, torch.ones((), dtype=w.dtype, device=w.device)
         # on the device: no host read; two normal powers of two (2^1073 is beyond float64), a
