@@ -523,3 +523,19 @@ def test_value_checks_inside_a_suspended_generator_as_documented():
     with pytest.raises(StopIteration):
         ctx.run(next, gen)
     assert value_checks_enabled()
+
+
+def test_f15_tf_sparse_mean_of_finite_items_whose_float32_sum_overflows():
+    """Items 1.69e38 and 3.39e38 (float32): their float32 sum overflowed in TF's unweighted path."""
+    z = np.array([[-1.69477e38, 0], [-1.69477e38, 1.69477e38]], np.float32)
+    for _ in range(5):  # eager, then the compiled graph
+        got = xtf.sparse_categorical_cross_entropy(tf.constant([0, 0]), tf.constant(z), from_logits=True)
+        assert float(got) == pytest.approx(2.542155e38, rel=1e-6)
+
+
+def test_f13_tf_repeated_bad_call_keeps_the_named_message():
+    """A call that fails a static check is not counted towards compiling it: AutoGraph would put
+    'in user code:' before the named message from the fourth identical call on."""
+    for _ in range(5):
+        with pytest.raises(ValueError, match="^y_pred is a scalar"):
+            xtf.categorical_cross_entropy(tf.constant(0.5), tf.constant(0.5), from_logits=True)

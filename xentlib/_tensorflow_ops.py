@@ -283,10 +283,12 @@ def compiled_when_hot(fn, calls=3):
         if key is None:
             return fn(*args, **kwargs)
         if seen.get(key, 0) < calls:
+            out = fn(*args, **kwargs)  # counted once it returns: a call that raises (a static
+            # check: its named error) is never traced, where AutoGraph would prefix the message
             if len(seen) > 4096:  # many distinct calls: forget, rather than grow
                 seen.clear()
             seen[key] = seen.get(key, 0) + 1
-            return fn(*args, **kwargs)
+            return out
         graph = graphs.get(key)
         if graph is None:  # a graph per signature (static shapes: the fastest); beyond 8, one
             # per rank of each tensor, which relaxes lengths to None (never the ranks)

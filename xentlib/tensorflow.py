@@ -339,18 +339,12 @@ def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
         e, ex, s, log_s = _shifted(z2)
         per_item = _redone_wide_if_not_finite(
             items(e, log_s), lambda: items(*_shifted(_wide(z2))[::3]), dtype)
-        if weight is None:
-            if reduction == "none":
-                out = tf.reshape(per_item, tf.shape(labels))
-            else:
-                out = tf.reduce_sum(per_item)
-                if reduction == "mean":
-                    out = tf.math.divide_no_nan(out, denominator)  # no kept item -> 0
-        else:  # in float64 (see _wide), back to the logits' dtype at the end
-            if reduction == "none":
-                out = tf.cast(tf.reshape(per_item, tf.shape(labels)), dtype)
-            else:
-                out = tf.cast(_reduce(per_item, reduction, denominator), dtype)
+        # float64 with weights (see _wide), back to the logits' dtype at the end; _reduce: a
+        # float32 sum that overflows is redone in float64, and a mean over no kept item is 0
+        if reduction == "none":
+            out = tf.cast(tf.reshape(per_item, tf.shape(labels)), dtype)
+        else:
+            out = tf.cast(_reduce(per_item, reduction, denominator), dtype)
 
         def grad(g):
             g = _row_factor(tf.reshape(g, [-1]) if reduction == "none" else g,
