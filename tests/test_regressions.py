@@ -539,3 +539,16 @@ def test_f13_tf_repeated_bad_call_keeps_the_named_message():
     for _ in range(5):
         with pytest.raises(ValueError, match="^y_pred is a scalar"):
             xtf.categorical_cross_entropy(tf.constant(0.5), tf.constant(0.5), from_logits=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f5_label_smoothing_below_the_smallest_normal_is_zero(backend):
+    """An epsilon that rounds to 0 (or a subnormal) in float32 gave NaN (torch, TF: 0 x log 0)
+    or inf (NumPy, in float64): every backend now takes it as 0; float64 keeps it."""
+    xl, array = BACKENDS[backend]
+    q32 = array(np.array([[1.0, 0.0]], np.float32))
+    assert float(xl.sparse_categorical_cross_entropy(array(np.array([0])), q32, label_smoothing=1.79e-189)) == 0.0
+    zero = array(np.array([0.0], np.float32))
+    assert float(xl.binary_cross_entropy(zero, zero, label_smoothing=9.7e-85)) == 0.0
+    q64 = array(np.array([[1.0, 0.0]]))
+    assert float(xl.sparse_categorical_cross_entropy(array(np.array([0])), q64, label_smoothing=1.79e-189)) == np.inf

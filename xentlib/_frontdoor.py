@@ -214,7 +214,7 @@ class FrontDoor:
     def categorical(self, y_true, y_pred, from_logits, label_smoothing, axis, reduction):
         """``categorical_cross_entropy``: targets and predictions (logits or probabilities)."""
         y_true, y_pred = self.floats((y_true, "y_true"), (y_pred, "y_pred"))
-        label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
+        label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred)
         self.same_shape(y_true, "y_true", y_pred, "y_pred")
         axis = self.axis(axis, y_pred, "y_pred")
         self._classes(y_pred, axis)
@@ -241,7 +241,7 @@ class FrontDoor:
         """
         (y_pred,) = self.floats((y_pred, pred_name), like=labels if self.ops.is_array(labels) else None)
         labels = self.ops.as_labels(labels, "labels", like=y_pred)
-        label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
+        label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred)
         ignore_index = V.check_int("ignore_index", ignore_index, allow_none=True)
         axis = self.axis(axis, y_pred, pred_name)
         shape = self.ops.shape(y_pred)
@@ -276,7 +276,7 @@ class FrontDoor:
     def binary(self, y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction):
         """``binary_cross_entropy``: targets in [0, 1], predictions, ``pos_weight``."""
         y_true, y_pred = self.floats((y_true, "y_true"), (y_pred, "y_pred"))
-        label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
+        label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred)
         self.same_shape(y_true, "y_true", y_pred, "y_pred")
         self.probabilities(y_true, "y_true")
         if pos_weight is not None:
@@ -408,6 +408,11 @@ class FrontDoor:
                                                  "mean", pred_name="probs")
         bins = calibration_bins(self.ops.to_host(labels), self.ops.to_host(probs), n_bins, binning, axis)
         return (probs, *(self.ops.from_host(b, like=probs) for b in bins))
+
+    def _label_smoothing(self, from_logits, label_smoothing, reduction, y_pred):
+        """The loss options checked; an epsilon below the compute dtype's smallest normal is 0."""
+        label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
+        return V.smoothing_in_compute_dtype(label_smoothing, self.ops.dtype_name(y_pred))
 
     def _classes(self, x, axis, name="y_pred"):
         if self.ops.shape(x)[axis] == 0:

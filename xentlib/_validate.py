@@ -93,6 +93,18 @@ def check_fraction(name: str, value) -> float:
     return value
 
 
+#: The smallest normal number of the dtype a loss is computed in (16-bit inputs: float32).
+_SMALLEST_NORMAL = {"float64": 2.2250738585072014e-308}
+
+
+def smoothing_in_compute_dtype(label_smoothing: float, dtype_name: str) -> float:
+    """``label_smoothing``, or 0 where it is below the compute dtype's smallest normal number:
+    such an epsilon rounds to 0 or to a subnormal there (TensorFlow flushes subnormals), so every
+    backend takes it as 0 (before: NaN in some, inf in others, from 0 x log 0)."""
+    tiny = _SMALLEST_NORMAL.get(dtype_name, 1.1754943508222875e-38)
+    return 0.0 if label_smoothing < tiny else label_smoothing
+
+
 def check_loss_options(from_logits, label_smoothing, reduction) -> float:
     """The options every cross-entropy loss takes; returns ``label_smoothing`` as a float."""
     check_bool("from_logits", from_logits)

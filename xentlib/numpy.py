@@ -26,6 +26,9 @@ Conventions, shared by all three backends
   ``'mean'`` divides by the number of items, or, with ``class_weight`` or
   ``ignore_index``, by the summed weight of the kept items, as PyTorch does.
   A mean over zero kept items is 0 (as Keras; PyTorch returns NaN).
+* **Label smoothing** below the compute dtype's smallest normal number (float32:
+  :math:`1.2 \cdot 10^{-38}`, also for 16-bit inputs) is taken as 0: it would round to 0
+  or to a subnormal there, which TensorFlow flushes.
 * **Checks**: bad input raises ``ValueError``/``TypeError`` naming the argument.
   A distribution must sum to 1 within a tolerance set by its dtype
   (float64 :math:`10^{-6}`, float32 :math:`10^{-4}`, float16 :math:`10^{-2}`,
