@@ -552,3 +552,16 @@ def test_f5_label_smoothing_below_the_smallest_normal_is_zero(backend):
     assert float(xl.binary_cross_entropy(zero, zero, label_smoothing=9.7e-85)) == 0.0
     q64 = array(np.array([[1.0, 0.0]]))
     assert float(xl.sparse_categorical_cross_entropy(array(np.array([0])), q64, label_smoothing=1.79e-189)) == np.inf
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f17_float64_mean_of_items_whose_sum_overflows(backend):
+    """Two items of 1e308 (float64): their sum is inf, their mean is not."""
+    xl, array = BACKENDS[backend]
+    z = array(np.array([[-1e308, 0.0], [-1e308, 0.0]]))
+    for kwargs in ({}, {"class_weight": array(np.array([1.0, 1.0]))}):
+        got = xl.sparse_categorical_cross_entropy(array(np.array([0, 0])), z, from_logits=True, **kwargs)
+        assert float(got) == pytest.approx(1e308, rel=1e-12)
+    got = xl.binary_cross_entropy(array(np.zeros(2)), array(np.array([1e308, 1.7e308])), from_logits=True)
+    assert float(got) == pytest.approx(1.35e308, rel=1e-12)
+    assert float(xl.mean_squared_error(array(np.zeros(2)), array(np.array([1e154, 1e154])))) == pytest.approx(1e308)

@@ -95,10 +95,13 @@ def _reduce(per_item, reduction, denominator=None):
     if reduction == "none":
         return per_item
     # float32 items are summed in float64, so that a mean of finite losses stays finite.
-    total = per_item.sum(dtype=np.float64 if per_item.dtype == np.float32 else None)
+    with np.errstate(over="ignore"):
+        total = per_item.sum(dtype=np.float64 if per_item.dtype == np.float32 else None)
     if reduction == "sum":
         return total.astype(per_item.dtype)
     count = per_item.size if denominator is None else denominator
+    if np.isinf(total) and count:  # float64 items near its maximum: their sum overflows, not their mean
+        total, count = (per_item / count).sum(dtype=np.float64), 1
     return (total / count if count else np.zeros_like(total)).astype(per_item.dtype)
 
 

@@ -126,8 +126,11 @@ def _reduce(per_item, reduction, denominator=None):
     total = _sum(per_item)
     if reduction == "sum":
         return tf.cast(total, per_item.dtype)
-    count = tf.cast(tf.size(per_item), wide) if denominator is None else denominator
-    mean = tf.math.divide_no_nan(total, tf.cast(count, wide))  # 0 items -> 0
+    count = tf.cast(tf.cast(tf.size(per_item), wide) if denominator is None else denominator, wide)
+    mean = tf.math.divide_no_nan(total, count)  # 0 items -> 0
+    if per_item.dtype == tf.float64:  # items near its maximum: their sum overflows, their mean need not
+        mean = tf.cond(tf.math.is_inf(total), lambda: tf.reduce_sum(tf.math.divide_no_nan(per_item, count)),
+                       lambda: mean)
     return tf.cast(mean, per_item.dtype)
 
 

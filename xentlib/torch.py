@@ -119,6 +119,10 @@ def _reduce(per_item, reduction, denominator=None):
     total = _sum(per_item)
     if reduction == "sum":
         return total.to(per_item.dtype)
+    if total.dtype == torch.float64 and _host_readable(per_item) and math.isinf(total.item()):
+        # float64 items near its maximum: their sum overflows, their mean need not
+        count = per_item.numel() if denominator is None else denominator
+        return (per_item / count).sum().to(per_item.dtype) if per_item.numel() else total
     if denominator is None:
         count = per_item.numel()
         if not count:
