@@ -565,3 +565,24 @@ def test_f17_float64_mean_of_items_whose_sum_overflows(backend):
     got = xl.binary_cross_entropy(array(np.zeros(2)), array(np.array([1e308, 1.7e308])), from_logits=True)
     assert float(got) == pytest.approx(1.35e308, rel=1e-12)
     assert float(xl.mean_squared_error(array(np.zeros(2)), array(np.array([1e154, 1e154])))) == pytest.approx(1e308)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f19_scaled_class_weights_stay_within_the_dtype(backend):
+    """Scaled by the kept label's weight 1e-300, the weight 1e30 of a class without items passed
+    float64's maximum: TF gave NaN (inf x 0) where the smoothed mean is inf (beyond float64)."""
+    xl, array = BACKENDS[backend]
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(np.zeros((1, 2))), from_logits=True,
+                                              label_smoothing=0.1, class_weight=array(np.array([1e-300, 1e30])))
+    assert float(got) == np.inf
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f11b_f8b_gaussian_nll_halved_before_the_square_and_y_equal_to_mean(backend):
+    """(3e19 / sqrt 2)^2 passed float32's max before the halving (F11b); TF's flushed subnormal
+    variance with y = mean gave 0 / 0 (F8b)."""
+    xl, array = BACKENDS[backend]
+    f32 = [array(np.array(v, np.float32)) for v in (0.0, 3e19, 2.0)]
+    assert float(xl.gaussian_nll(*f32, full=False)) == pytest.approx(2.25e38, rel=1e-6)
+    same = [array(np.array(v, np.float32)) for v in (0.0, 0.0, 1e-45)]
+    assert float(xl.gaussian_nll(*same, full=False)) == pytest.approx(0.5 * np.log(np.float32(1e-45)), rel=1e-6)

@@ -96,8 +96,9 @@ class NumpyOps:
         top = w[labels[used]].max() if used.any() else 0
         if not 0 < top < np.inf:
             return w
-        with np.errstate(over="ignore"):  # a far larger weight of a class without items: inf
-            return np.ldexp(w, -np.frexp(top)[1]).astype(w.dtype)
+        # no weight beyond the dtype's range: a far larger one (a class without items) bounds the scale
+        largest = np.frexp(w.max())[1] - (np.finfo(w.dtype).maxexp - 1)
+        return np.ldexp(w, -max(np.frexp(top)[1], largest)).astype(w.dtype)
 
     def require(self, ok, builder, *args):
         if not ok:

@@ -153,8 +153,10 @@ class TensorFlowOps:
         picked = tf.gather(w, tf.where(used, labels, tf.zeros_like(labels)))
         # -inf if empty; a constant factor for the gradient
         top = tf.stop_gradient(tf.reduce_max(tf.where(used, picked, tf.zeros_like(picked))))
-        exponent = tf.math.floor(tf.math.log(top) / np.log(2.0)) + 1  # about frexp's
-        exponent = tf.where((top > 0) & tf.math.is_finite(top), exponent, tf.zeros_like(exponent))
+        exponent = _exponent(top)
+        # no weight beyond the dtype's range: a far larger one (a class without items) bounds the scale
+        largest = _exponent(tf.stop_gradient(tf.reduce_max(w))) - (_MAX_EXPONENT[w.dtype.name] - 1)
+        exponent = tf.maximum(exponent, largest)
         half = tf.math.floor(exponent / 2)  # two normal powers of two: tf.pow flushes 2^-127
         return w * tf.pow(tf.constant(2, w.dtype), -half) * tf.pow(tf.constant(2, w.dtype), half - exponent)
 
@@ -216,6 +218,15 @@ class TensorFlowOps:
             return x
         with tf.control_dependencies(checks):
             return tf.identity(x)
+
+
+_MAX_EXPONENT = {"float64": 1024, "float32": 128, "bfloat16": 128, "float16": 16}  # finfo's maxexp
+
+
+def _exponent(x):
+    """About frexp's exponent of the scalar ``x`` (0 for 0, inf and NaN): ``x`` / 2^e in [1/4, 1)."""
+    exponent = tf.math.floor(tf.math.log(x) / np.log(2.0)) + 1
+    return tf.where((x > 0) & tf.math.is_finite(x), exponent, tf.zeros_like(exponent))
 
 
 def widen_float32(x):

@@ -119,6 +119,10 @@ class TorchOps(NumpyOps):
         # a constant factor: the gradient of the mean is unchanged
         top = torch.where(used, w.detach()[torch.where(used, labels, 0)], 0).amax()
         exponent = torch.frexp(top).exponent  # 0 for 0, inf and NaN
+        # no weight beyond the dtype's range: a far larger one (a class without items) bounds the scale
+        max_exponent = int(math.log2(torch.finfo(w.dtype).max)) + 1  # NumPy's finfo.maxexp
+        largest = torch.frexp(w.detach().amax()).exponent - (max_exponent - 1)
+        exponent = torch.maximum(exponent, largest)
         half, one = exponent // 2, torch.ones((), dtype=w.dtype, device=w.device)
         # on the device: no host read; two normal powers of two (2^1073 is beyond float64), a
         # product, as torch.ldexp's own gradient is 0

@@ -263,7 +263,8 @@ def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_cla
         with np.errstate(divide="ignore"):
             log_q = np.log(z)
     if weight is not None:
-        weight = weight.astype(log_q.dtype)
+        with np.errstate(over="ignore"):  # a weight beyond the compute dtype's range: inf
+            weight = weight.astype(log_q.dtype)
 
     kept = np.ones(labels.shape, bool) if ignore_index is None else labels != ignore_index
     safe = np.where(kept, labels, 0)
@@ -313,8 +314,8 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
 def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     var = _compute(variance)
-    with np.errstate(over="ignore"):  # scaled before the square: (y - mu)^2 alone may overflow
-        per_elem = 0.5 * (((_compute(y_true) - _compute(mean)) / np.sqrt(var)) ** 2 + np.log(var))
+    with np.errstate(over="ignore"):  # scaled (and halved) before the square: (y - mu)^2 may overflow
+        per_elem = ((_compute(y_true) - _compute(mean)) / np.sqrt(var) * 0.5 ** 0.5) ** 2 + 0.5 * np.log(var)
     if full:
         per_elem = per_elem + 0.5 * np.log(2 * np.pi)
     per_elem = np.broadcast_to(per_elem, y_true.shape)

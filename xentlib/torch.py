@@ -597,8 +597,9 @@ def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     """
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     var = _compute(variance)
-    # scaled before the square: (y - mu)^2 alone may overflow where (y - mu)^2 / var does not
-    per_elem = 0.5 * (((_compute(y_true) - _compute(mean)) / torch.sqrt(var)) ** 2 + torch.log(var))
+    # scaled (and halved) before the square: (y - mu)^2 may overflow where (y - mu)^2 / (2 var) does not
+    scaled = (_compute(y_true) - _compute(mean)) / torch.sqrt(var) * math.sqrt(0.5)
+    per_elem = scaled ** 2 + 0.5 * torch.log(var)
     if full:
         per_elem = per_elem + 0.5 * math.log(2 * math.pi)
     per_elem = torch.broadcast_to(per_elem, y_true.shape)
