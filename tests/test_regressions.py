@@ -586,3 +586,15 @@ def test_f11b_f8b_gaussian_nll_halved_before_the_square_and_y_equal_to_mean(back
     assert float(xl.gaussian_nll(*f32, full=False)) == pytest.approx(2.25e38, rel=1e-6)
     same = [array(np.array(v, np.float32)) for v in (0.0, 0.0, 1e-45)]
     assert float(xl.gaussian_nll(*same, full=False)) == pytest.approx(0.5 * np.log(np.float32(1e-45)), rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f20_zero_class_weight_at_an_infinite_nll(backend):
+    """float32 logits whose label's nll passes float32's max, with that class's weight 0: torch
+    gave NaN (0 x inf) where the item adds nothing."""
+    xl, array = BACKENDS[backend]
+    z = array(np.array([[-3.38953e38, 3.38953e38]], np.float32))
+    for reduction in ("sum", "none"):
+        got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z, from_logits=True,
+                                                  class_weight=array(np.array([0.0, 1.0])), reduction=reduction)
+        assert np.all(np.asarray(got) == 0.0)

@@ -346,7 +346,7 @@ def _sparse_forward(z, safe, kept, weight, eps, reduction):
     if weight is None:
         per_item = -(1 - eps) * w_y * log_q_y
     else:
-        per_item = -(1 - eps) * _wide(w_y) * _wide(log_q_y)
+        per_item = (1 - eps) * _times(_wide(w_y), -_wide(log_q_y))  # weight 0 at an nll of inf: 0
     denominator = w_y.sum()
     if eps > 0:  # -sum_c w_c log q_c / C
         w_log_q = _sum(log_q, dim=-1) if weight is None else torch.matmul(_wide(log_q), _wide(weight))
