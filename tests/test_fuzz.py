@@ -201,8 +201,6 @@ def test_sparse_ce_from_logits(batch, data):
     known = weights_out_of_range(weight, dtype_name, reduction)
     if dtype_name == "float64" and smoothing > 0 and (-log_q.sum(axis=-1) > np.finfo(np.float64).max).any():
         known = EVERY  # F14: the float64 sum over classes of -log q overflows (no wider sum to fall back on)
-    if weight is not None and ((w_y == 0) & kept & np.isinf(as_loss(nll_y, dtype_name))).any():
-        known = (*known, "torch")  # F20: a zero class weight times an nll beyond float32's max: NaN
     if smoothing == 1 and np.isinf(as_loss(log_q, dtype_name)).any():
         known = (*known, *TORCH_TF)  # F18: (1 - ε) = 0 times -log q = inf: NaN
     what = f"sparse CE {dtype_name} (ε={smoothing}, w={weight}, ignore={ignore_index}, {reduction}, axis={axis})"
@@ -511,8 +509,10 @@ def test_mse_and_gaussian_nll(dtype_name, shape, data):
         close(got, reduce_items(sq, reduction), dtype_name=dtype_name, scale=scale,
               what=f"{name} MSE {dtype_name} {shape} {reduction}")
     known = ()
-    if subnormal(variance):
-        known = (*known, "tensorflow")  # F8b: TF, a subnormal variance where y == mean: NaN or inf
+    if dtype_name == "bfloat16" and subnormal(variance):
+        # F8b: TF, a bfloat16 subnormal variance: inf or NaN seen in this property (float32 fixed); a
+        # single call does not reproduce it (no strict xfail yet)
+        known = ("tensorflow",)
     for name, got in each_backend("gaussian_nll", y, mean, variance, full=full, reduction=reduction, skip=known):
         close(got, reduce_items(nll, reduction), dtype_name=dtype_name,
               scale=max(float(np.abs(np.where(np.isfinite(nll), nll, 0)).max(initial=1.0)), 1.0),
@@ -729,12 +729,6 @@ KNOWN_FAILURES = [  # (id, backends, function, positional arrays, keywords, expe
      (np.array([1, 1e-45], np.float32), np.array([1, 0], np.float32)), {}, np.inf),
     ("F7-tf-subnormal-target", ("tensorflow",), "categorical_cross_entropy",
      (np.array([[1, 1e-45]], np.float32), np.array([[1, 0]], np.float32)), {}, np.inf),
-    ("F8b-tf-subnormal-variance-zero-residual", ("tensorflow",), "gaussian_nll",
-     (np.array(0.0, np.float32), np.array(0.0, np.float32), np.array(1e-45, np.float32)), dict(full=False),
-     np.float32(0.5 * np.log(1e-45))),
-    ("F20-torch-zero-weight-inf-nll", ("torch",), "sparse_categorical_cross_entropy",
-     (np.array([0]), np.array([[-3.38953e38, 3.38953e38]], np.float32)),
-     dict(from_logits=True, class_weight=np.array([0.0, 1.0]), reduction="sum"), 0.0),
     ("F21-weights-spanning-float32", ("numpy",), "sparse_categorical_cross_entropy",
      (np.array([0]), np.array([[1.0, 0.0]], np.float16)),
      dict(label_smoothing=0.1, class_weight=np.array([1e-30, 5e-324])), np.inf),
@@ -751,7 +745,8 @@ KNOWN_FAILURES = [  # (id, backends, function, positional arrays, keywords, expe
      for case, backends, fn, arrays, kwargs, expected in KNOWN_FAILURES for b in backends])
 def test_known_failure(backend_name, fn, arrays, kwargs, expected):
     backend = next(b for b in BACKENDS if b.name == backend_name)
-    got = call(backend, fn, *arrays, **kwargs)
+    for _ in range(4):  # TF runs a call seen three times as a tf.function: both paths checked
+        got = call(backend, fn, *arrays, **kwargs)
     assert np.array_equal(got, np.asarray(expected, got.dtype)) if np.isinf(expected) or expected == 0 else \
         np.isclose(got, expected, rtol=1e-6), (backend_name, fn, got, expected)
 
