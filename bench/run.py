@@ -81,9 +81,14 @@ def run_case(spec, timeout):
         if line.startswith("RESULT "):
             print(f"  {label}: {time.perf_counter() - t0:.0f} s", flush=True)
             return json.loads(line[len("RESULT "):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    print(f"  {label}: failed: {' | '.join(tail)}", flush=True)
-    return [dict(spec, error=" | ".join(tail)[-300:])]
+    if proc.returncode < 0:  # a signal: 9 is what the kernel's out-of-memory killer sends
+        why = f"killed by signal {-proc.returncode}" + (" (out of memory)" if proc.returncode == -9
+                                                        else "")
+    else:
+        why = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[-300:]
+    print(f"  {label}: failed: {why}", flush=True)
+    framework = "tensorflow" if spec["case"].startswith("tf_") else "torch"
+    return [dict(spec, framework=framework, error=why)]
 
 
 def accuracy_check():
