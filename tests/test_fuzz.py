@@ -307,6 +307,9 @@ def test_categorical_ce(batch, from_logits, data):
     what = f"categorical CE {dtype_name} (from_logits={from_logits}, ε={smoothing}, {reduction}, axis={axis})"
     results = {}
     known = ("tensorflow",) if subnormal(y) or subnormal(y_pred) else ()  # F7: TF flushes subnormals
+    if from_logits and dtype_name == "float64" and z.size and np.abs(z).max() > 1e307:
+        known = EVERY  # F14 in categorical CE (and F28 with smoothing taken as 0): float64 logits
+        # near the max, the class sum overflows: inf
     for name, got in each_backend("categorical_cross_entropy", np.moveaxis(y, -1, axis),
                                   np.moveaxis(y_pred, -1, axis), from_logits=from_logits,
                                   label_smoothing=drawn, axis=axis, reduction=reduction, skip=known):
@@ -519,7 +522,9 @@ def test_mse_and_gaussian_nll(dtype_name, shape, data):
         close(got, reduce_items(sq, reduction), dtype_name=dtype_name, scale=scale,
               what=f"{name} MSE {dtype_name} {shape} {reduction}")
     known = ()
-    if subnormal(variance):
+    if dtype_name != "float64" and float(np.abs(np.where(np.isfinite(nll), nll, 0)).max(initial=0)) > 1e38:
+        known = EVERY  # F27: an NLL near float32's max (2.6e38), 16-bit or float32 inputs: inf
+    elif subnormal(variance):
         # F8b: TF, a bfloat16 subnormal variance: inf or NaN seen in this property (float32 fixed); a
         # single call does not reproduce it (no strict xfail yet). F25: TF, float64, y = mean and a
         # subnormal variance (5e-324): inf where the answer is -372.22
