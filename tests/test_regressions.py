@@ -598,3 +598,27 @@ def test_f20_zero_class_weight_at_an_infinite_nll(backend):
         got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z, from_logits=True,
                                                   class_weight=array(np.array([0.0, 1.0])), reduction=reduction)
         assert np.all(np.asarray(got) == 0.0)
+
+
+# ---- second review (defects in the first round's fixes) ---------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fn", ["expected_calibration_error", "maximum_calibration_error", "brier_score"])
+def test_labels_shape_error_names_the_predictions_argument(backend, fn):
+    """The calibration metrics call their predictions ``probs``: the message said y_pred."""
+    xl, array = BACKENDS[backend]
+    with pytest.raises(ValueError, match=r"^labels has shape \(2,\); expected \(1,\) \(probs's shape"):
+        getattr(xl, fn)(array(np.array([0, 1])), array(np.array([[0.6, 0.4]])))
+
+
+@pytest.mark.parametrize("fn", ["expected_calibration_error", "maximum_calibration_error"])
+def test_tf_calibration_errors_in_a_tf_function(fn):
+    """They counted the bins with .numpy(): an AttributeError in a graph. Now one tf.numpy_function
+    (checked: the label assertion still fires)."""
+    labels, probs = np.array([0, 1, 1, 0]), np.array([[0.95, 0.05], [0.9, 0.1], [0.4, 0.6], [0.35, 0.65]])
+    expected = getattr(xn, fn)(labels, probs, n_bins=3)
+    graph = tf.function(lambda y, p: getattr(xtf, fn)(y, p, n_bins=3),
+                        input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, None], tf.float64)])
+    assert float(graph(tf.constant(labels), tf.constant(probs))) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels must lie in"):
+        graph(tf.constant([5, 0, 0, 0], tf.int64), tf.constant(probs))

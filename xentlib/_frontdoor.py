@@ -31,6 +31,8 @@ read a few facts from an array:
 ``ops.require``        raise ``builder(*args)`` unless ``ok``; in a graph an
                        assertion op with the same message
 ``ops.after``          ``x``, computed after the given assertion ops
+``ops.on_host``        a NumPy function of arrays, its float64 results as
+                       the backend's arrays (in a graph: one host op)
 =====================  ====================================================
 
 Every message names the offending argument first (the texts are in
@@ -249,7 +251,7 @@ class FrontDoor:
         got = self.ops.shape(labels)
         if len(got) != len(expected) or any(a is not None and b is not None and a != b
                                             for a, b in zip(got, expected)):
-            raise V.labels_shape("labels", tuple(got), tuple(expected))
+            raise V.labels_shape("labels", tuple(got), tuple(expected), pred_name)
         self._classes(y_pred, axis, pred_name)
         num_classes = self.ops.dim(y_pred, axis)
         checks = [self.ops.same_labels_shape(labels, y_pred, axis),
@@ -398,7 +400,8 @@ class FrontDoor:
 
         Returns ``probs`` and the count and gap of each non-empty bin
         (:func:`xentlib._neutral.calibration_bins`, on the host), as float64
-        arrays of the backend on ``probs``' device.
+        arrays of the backend on ``probs``' device (in a TensorFlow graph, the
+        outputs of one ``tf.numpy_function``).
         """
         n_bins = V.check_int("n_bins", n_bins, minimum=1)
         if binning not in ("width", "mass"):
@@ -406,8 +409,9 @@ class FrontDoor:
                              f"(equal-count bins); got {binning!r}")
         labels, probs, *_, axis, _ = self.sparse(labels, probs, False, 0.0, None, None, axis,
                                                  "mean", pred_name="probs")
-        bins = calibration_bins(self.ops.to_host(labels), self.ops.to_host(probs), n_bins, binning, axis)
-        return (probs, *(self.ops.from_host(b, like=probs) for b in bins))
+        bins = self.ops.on_host(lambda y, p: calibration_bins(y, p, n_bins, binning, axis),
+                                labels, probs, outputs=2)
+        return (probs, *bins)
 
     def _label_smoothing(self, from_logits, label_smoothing, reduction, y_pred):
         """The loss options checked; an epsilon below the compute dtype's smallest normal is 0."""

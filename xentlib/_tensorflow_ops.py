@@ -205,11 +205,21 @@ class TensorFlowOps:
         return move_to_last(x, axis)
 
     def to_host(self, x):
-        """Eager tensors only: the metrics that run on the host have no graph form."""
+        """Eager tensors only (see :meth:`on_host` for a graph)."""
         return x.numpy()
 
     def from_host(self, a, like=None):
         return tf.constant(a)
+
+    def on_host(self, fn, *xs, outputs):
+        """``fn`` of the host copies of ``xs``, its ``outputs`` float64 results as tensors; in a
+        graph one ``tf.numpy_function`` (run after the assertions on ``xs``; not under XLA)."""
+        if tf.executing_eagerly():
+            return tuple(tf.constant(a) for a in fn(*(x.numpy() for x in xs)))
+        results = tf.numpy_function(fn, list(xs), [tf.float64] * outputs, stateful=False)
+        for r in results:
+            r.set_shape([None])
+        return tuple(results)
 
     def after(self, x, checks):
         """``x`` computed after ``checks``: the gathers that follow would raise an unnamed error."""

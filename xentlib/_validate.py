@@ -226,10 +226,10 @@ def negative(name: str) -> ValueError:
     return ValueError(f"{name} must be non-negative and finite")
 
 
-def labels_shape(name: str, shape, expected) -> ValueError:
+def labels_shape(name: str, shape, expected, pred_name: str = "y_pred") -> ValueError:
     return ValueError(
         f"{name} has shape {tuple(shape)}; expected {tuple(expected)} "
-        f"(y_pred's shape without its class axis)")
+        f"({pred_name}'s shape without its class axis)")
 
 
 def no_tokens(name: str) -> ValueError:

@@ -127,7 +127,7 @@ def _local_checks(logits_shard, labels, ignore_index, label_smoothing, reduction
             raise ValueError("logits_shard must have shape (..., V_r), this rank's classes on the "
                              "last axis; got a 0-d tensor")
         if tuple(labels.shape) != tuple(logits_shard.shape[:-1]):
-            raise V.labels_shape("labels", labels.shape, logits_shard.shape[:-1])
+            raise V.labels_shape("labels", labels.shape, logits_shard.shape[:-1], "logits_shard")
         front_door.logits(logits_shard, "logits_shard")
     except (TypeError, ValueError) as exc:
         return exc, [1, 0, 0, 0, 0, 0], labels

@@ -668,7 +668,8 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
 
 # ---- calibration ----------------------------------------------------------------------
 #
-# Metrics, not losses: eager tensors only (the bins are counted on the host).
+# Metrics, not losses: the bins are counted on the host (in a tf.function by one
+# tf.numpy_function, so not under XLA).
 
 @shared
 def expected_calibration_error(labels, probs, *, n_bins=10, binning="width", axis=-1):
