@@ -622,3 +622,22 @@ def test_tf_calibration_errors_in_a_tf_function(fn):
     assert float(graph(tf.constant(labels), tf.constant(probs))) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(tf.errors.InvalidArgumentError, match="labels must lie in"):
         graph(tf.constant([5, 0, 0, 0], tf.int64), tf.constant(probs))
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float64"), ("float64", "float32"), ("float32", "float16"),
+                                    ("float16", "bfloat16")])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_torch_categorical_from_logits_with_mixed_dtypes(dtypes, requires_grad):
+    """Targets and logits of different dtypes: torch.linalg.vecdot refused them (RuntimeError)."""
+    y = np.array([[0.25, 0.75], [1.0, 0.0]])
+    z = np.array([[1.0, 2.0], [-3.0, 0.5]])
+    target = torch.tensor(y, dtype=getattr(torch, dtypes[0]))
+    logits = torch.tensor(z, dtype=getattr(torch, dtypes[1]), requires_grad=requires_grad)
+    got = xt.categorical_cross_entropy(target, logits, from_logits=True)
+    expected = xn.categorical_cross_entropy(target.double().numpy(), logits.detach().double().numpy(),
+                                            from_logits=True)
+    assert got.dtype == (torch.float64 if dtypes[1] == "float64" else torch.float32)
+    assert float(got) == pytest.approx(float(expected), rel=1e-3 if "16" in str(dtypes) else 1e-6)
+    if requires_grad:
+        got.backward()
+        assert logits.grad.dtype == logits.dtype

@@ -488,8 +488,8 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
     """
     y_true, y_pred, label_smoothing, axis = _fd.categorical(
         y_true, y_pred, from_logits, label_smoothing, axis, reduction)
-    target = _smoothed(y_true, label_smoothing, axis)
-    z = _compute(y_pred)
+    # one dtype, as NumPy promotes (float32 targets with float64 logits: float64)
+    target, z = _fd.ops.promote(_smoothed(y_true, label_smoothing, axis), _compute(y_pred))
     if from_logits and not target.requires_grad:
         args = (torch.movedim(z, axis, -1), torch.movedim(target, axis, -1), reduction)
         out = _apply(_CategoricalCEFromLogits, *args)[0] if _needs_grad(z) else _categorical_forward(*args)[0]
