@@ -641,3 +641,20 @@ def test_torch_categorical_from_logits_with_mixed_dtypes(dtypes, requires_grad):
     if requires_grad:
         got.backward()
         assert logits.grad.dtype == logits.dtype
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_scaled_class_weights_stay_within_the_compute_dtype(backend, from_logits):
+    """float64 weights [1e-30, 1e30] with float32 predictions: the mean's scale (set by the label's
+    weight) was bounded by float64's range, so 1e30 x 2^99 became inf in float32 and TF's
+    smoothing term 0 x inf = NaN. The exact mean, 0.9 log 2 + 0.05 (1 + 1e60) log 2, is inf in float32."""
+    xl, array = BACKENDS[backend]
+    y_pred = np.array([[0.0, 0.0]] if from_logits else [[0.5, 0.5]], np.float32)
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(y_pred), from_logits=from_logits,
+                                              label_smoothing=0.1, class_weight=array(np.array([1e-30, 1e30])))
+    assert float(got) == np.inf
+    # within float32's range the mean is finite: 0.9 log 2 + 0.05 (1 + 1e30) log 2
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(y_pred), from_logits=from_logits,
+                                              label_smoothing=0.1, class_weight=array(np.array([1e-15, 1e15])))
+    assert float(got) == pytest.approx(0.9 * np.log(2) + 0.05 * (1 + 1e30) * np.log(2), rel=1e-5)

@@ -27,7 +27,8 @@ read a few facts from an array:
 ``ops.all_nonnegative`` every weight finite and >= 0 (``strict``: > 0)
 ``ops.scaled_to_unit``  weights divided by the power of two that brings the
                        largest weight of a kept label into [1/2, 1) (unless
-                       it is 0 or not finite)
+                       it is 0 or not finite), or lower, so that no weight's
+                       exponent passes ``max_exponent``
 ``ops.require``        raise ``builder(*args)`` unless ``ok``; in a graph an
                        assertion op with the same message
 ``ops.after``          ``x``, computed after the given assertion ops
@@ -270,8 +271,10 @@ class FrontDoor:
                 # 1e35 float32 weights over 1e4 items overflowed the denominator, giving 0, and
                 # 5e-324 float64 weights with float32 logits were 0 once cast. The largest weight
                 # of a kept label sets the scale: a weight far below it adds nothing anyway, and a
-                # far larger one of a class without items only enters through smoothing
-                class_weight = self.ops.scaled_to_unit(class_weight, labels, ignore_index)
+                # far larger one of a class without items only enters through smoothing, and is
+                # kept within the compute dtype (1e30 scaled by 2^99 was inf in float32: 0 x inf)
+                top = V.weight_max_exponent(self.ops.dtype_name(class_weight), self.ops.dtype_name(y_pred))
+                class_weight = self.ops.scaled_to_unit(class_weight, labels, ignore_index, top)
         self.predictions(y_pred, from_logits, axis, pred_name)
         return labels, y_pred, label_smoothing, ignore_index, class_weight, axis, num_classes
 

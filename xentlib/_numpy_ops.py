@@ -89,15 +89,15 @@ class NumpyOps:
     def all_nonnegative(self, w, strict=False):
         return bool(np.isfinite(w).all() and ((w > 0) if strict else (w >= 0)).all())
 
-    def scaled_to_unit(self, w, labels, ignore_index):
+    def scaled_to_unit(self, w, labels, ignore_index, max_exponent):
         used = (labels >= 0) & (labels < len(w))
         if ignore_index is not None:
             used &= labels != ignore_index
         top = w[labels[used]].max() if used.any() else 0
         if not 0 < top < np.inf:
             return w
-        # no weight beyond the dtype's range: a far larger one (a class without items) bounds the scale
-        largest = np.frexp(w.max())[1] - (np.finfo(w.dtype).maxexp - 1)
+        # no weight beyond the range: a far larger one (a class without items) bounds the scale
+        largest = np.frexp(w.max())[1] - (max_exponent - 1)
         return np.ldexp(w, -max(np.frexp(top)[1], largest)).astype(w.dtype)
 
     def require(self, ok, builder, *args):

@@ -146,7 +146,7 @@ class TensorFlowOps:
             positive = w >= 0
         return self._answer(tf.reduce_all(tf.math.is_finite(w) & positive))
 
-    def scaled_to_unit(self, w, labels, ignore_index):
+    def scaled_to_unit(self, w, labels, ignore_index, max_exponent):
         used = (labels >= 0) & (labels < tf.shape(w, out_type=labels.dtype)[0])
         if ignore_index is not None:
             used &= tf.not_equal(labels, ignore_index)
@@ -154,8 +154,8 @@ class TensorFlowOps:
         # -inf if empty; a constant factor for the gradient
         top = tf.stop_gradient(tf.reduce_max(tf.where(used, picked, tf.zeros_like(picked))))
         exponent = _exponent(top)
-        # no weight beyond the dtype's range: a far larger one (a class without items) bounds the scale
-        largest = _exponent(tf.stop_gradient(tf.reduce_max(w))) - (_MAX_EXPONENT[w.dtype.name] - 1)
+        # no weight beyond the range: a far larger one (a class without items) bounds the scale
+        largest = _exponent(tf.stop_gradient(tf.reduce_max(w))) - (max_exponent - 1)
         exponent = tf.maximum(exponent, largest)
         half = tf.math.floor(exponent / 2)  # two normal powers of two: tf.pow flushes 2^-127
         return w * tf.pow(tf.constant(2, w.dtype), -half) * tf.pow(tf.constant(2, w.dtype), half - exponent)
@@ -228,9 +228,6 @@ class TensorFlowOps:
             return x
         with tf.control_dependencies(checks):
             return tf.identity(x)
-
-
-_MAX_EXPONENT = {"float64": 1024, "float32": 128, "bfloat16": 128, "float16": 16}  # finfo's maxexp
 
 
 def _exponent(x):

@@ -110,7 +110,7 @@ class TorchOps(NumpyOps):
         w = w.detach()
         return bool((torch.isfinite(w) & ((w > 0) if strict else (w >= 0))).all())
 
-    def scaled_to_unit(self, w, labels, ignore_index):
+    def scaled_to_unit(self, w, labels, ignore_index, max_exponent):
         if not (w.numel() and labels.numel()):
             return w
         used = (labels >= 0) & (labels < w.shape[0])
@@ -119,8 +119,7 @@ class TorchOps(NumpyOps):
         # a constant factor: the gradient of the mean is unchanged
         top = torch.where(used, w.detach()[torch.where(used, labels, 0)], 0).amax()
         exponent = torch.frexp(top).exponent  # 0 for 0, inf and NaN
-        # no weight beyond the dtype's range: a far larger one (a class without items) bounds the scale
-        max_exponent = int(math.log2(torch.finfo(w.dtype).max)) + 1  # NumPy's finfo.maxexp
+        # no weight beyond the range: a far larger one (a class without items) bounds the scale
         largest = torch.frexp(w.detach().amax()).exponent - (max_exponent - 1)
         exponent = torch.maximum(exponent, largest)
         half, one = exponent // 2, torch.ones((), dtype=w.dtype, device=w.device)

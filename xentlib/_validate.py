@@ -93,6 +93,17 @@ def check_fraction(name: str, value) -> float:
     return value
 
 
+#: frexp's exponent of each dtype's largest number (NumPy's ``finfo.maxexp``).
+MAX_EXPONENT = {"float64": 1024, "float32": 128, "bfloat16": 128, "float16": 16}
+
+
+def weight_max_exponent(weight_dtype: str, pred_dtype: str) -> int:
+    """The largest exponent a scaled class weight may have: within its own dtype and the dtype
+    the loss is computed in (float64, else float32: 16-bit predictions are computed in float32)."""
+    compute = MAX_EXPONENT["float64" if pred_dtype == "float64" else "float32"]
+    return min(MAX_EXPONENT.get(weight_dtype, 1024), compute)
+
+
 #: The smallest normal number of the dtype a loss is computed in (16-bit inputs: float32).
 _SMALLEST_NORMAL = {"float64": 2.2250738585072014e-308}
 
