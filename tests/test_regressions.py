@@ -658,3 +658,20 @@ def test_scaled_class_weights_stay_within_the_compute_dtype(backend, from_logits
     got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(y_pred), from_logits=from_logits,
                                               label_smoothing=0.1, class_weight=array(np.array([1e-15, 1e15])))
     assert float(got) == pytest.approx(0.9 * np.log(2) + 0.05 * (1 + 1e30) * np.log(2), rel=1e-5)
+
+
+def test_tf_xla_marks_out_of_range_probabilities_with_nan():
+    """Under XLA the assertions vanish: sparse CE of a probability 1.5 returned -0.405. Now the
+    item is NaN (and so its mean), as for a bad label; valid items keep their value."""
+    def compiled(fn, **kw):
+        return tf.function(lambda a, b: getattr(xtf, fn)(a, b, **kw), jit_compile=True)
+
+    sparse = compiled("sparse_categorical_cross_entropy", reduction="none")
+    got = sparse(tf.constant([0, 1]), tf.constant([[1.5, -0.5], [0.5, 0.5]])).numpy()
+    assert np.isnan(got[0]) and got[1] == pytest.approx(np.log(2))
+    assert np.isnan(compiled("sparse_categorical_cross_entropy")(tf.constant([0]), tf.constant([[1.5, -0.5]])))
+    binary = compiled("binary_cross_entropy", reduction="none")(tf.constant([1.0, 2.0]), tf.constant([0.5, 0.5]))
+    assert binary.numpy()[0] == pytest.approx(np.log(2)) and np.isnan(binary.numpy()[1])
+    targets = compiled("categorical_cross_entropy", from_logits=True, reduction="none")(
+        tf.constant([[1.5, -0.5], [1.0, 0.0]]), tf.constant([[0.5, 0.5], [0.0, 0.0]]))
+    assert np.isnan(targets.numpy()[0]) and targets.numpy()[1] == pytest.approx(np.log(2))

@@ -32,6 +32,8 @@ read a few facts from an array:
 ``ops.require``        raise ``builder(*args)`` unless ``ok``; in a graph an
                        assertion op with the same message
 ``ops.after``          ``x``, computed after the given assertion ops
+``ops.nan_outside``    ``x``; in a TensorFlow graph (XLA drops assertions)
+                       with NaN where it is outside [low, high]
 ``ops.on_host``        a NumPy function of arrays, its float64 results as
                        the backend's arrays (in a graph: one host op)
 =====================  ====================================================
@@ -113,21 +115,26 @@ class FrontDoor:
             self.ops.require(_not(self.ops.any_inf_max(x, axis)), V.softmax_undefined, "x", axis)
 
     def probabilities(self, p, name):
-        """Values in [0, 1]; round-off may push a sum of probabilities a few ulps above 1: tolerated."""
+        """Values in [0, 1]; round-off may push a sum of probabilities a few ulps above 1: tolerated.
+
+        Returns ``p``; in a TensorFlow graph, where XLA drops the assertion, with NaN in place of
+        a value outside that range, so that the loss of its item is NaN, not a silent number."""
         if not V.value_checks_enabled() or self.ops.is_empty(p):
-            return
+            return p
         low, high = self.ops.min_max(p)
         self.ops.require(_not(self.ops.any_nan_scalar(low, high)), V.has_nan, name)
-        ok = (low >= 0) & (high <= 1 + V.sum_tolerance(self.ops.dtype_name(p)))
-        self.ops.require(ok, V.not_probability, name, low, high)
+        high_ok = 1 + V.sum_tolerance(self.ops.dtype_name(p))
+        self.ops.require((low >= 0) & (high <= high_ok), V.not_probability, name, low, high)
+        return self.ops.nan_outside(p, 0, high_ok)
 
     def distribution(self, p, name, axis):
-        """Probabilities that sum to 1 along ``axis``."""
-        self.probabilities(p, name)
+        """Probabilities that sum to 1 along ``axis``; returns ``p`` (see :meth:`probabilities`)."""
+        p = self.probabilities(p, name)
         if V.value_checks_enabled() and not self.ops.is_empty(p):
             tol = V.sum_tolerance(self.ops.dtype_name(p))
             worst = self.ops.worst_sum(p, (axis,), tol)
             self.ops.require(abs(worst - 1) <= tol, V.not_distribution, name, worst, tol, axis)
+        return p
 
     def label_range(self, labels, num_classes, ignore_index=None, name="labels"):
         """Every label in ``[0, num_classes)`` or equal to ``ignore_index``.
@@ -167,7 +174,7 @@ class FrontDoor:
         axis = self.axis(axis, p, name)
         self._classes(p, axis, name)
         divisor = V.log_base(base)
-        self.distribution(p, name, axis)
+        p = self.distribution(p, name, axis)
         return p, axis, divisor
 
     def two_distributions(self, p, q, axis, base):
@@ -182,8 +189,8 @@ class FrontDoor:
         axis = self.axis(axis, p, "p")
         self._classes(p, axis, "p")
         divisor = V.log_base(base)
-        self.distribution(p, "p", axis)  # each within its own dtype's tolerance
-        self.distribution(q, "q", axis)
+        p = self.distribution(p, "p", axis)  # each within its own dtype's tolerance
+        q = self.distribution(q, "q", axis)
         p, q = self.ops.promote(p, q)
         return p, q, axis, divisor
 
@@ -198,7 +205,7 @@ class FrontDoor:
         if 0 in shape[-2:]:
             raise ValueError(f"p_xy must have at least one value of X and of Y; got shape {tuple(shape)}")
         divisor = V.log_base(base)
-        self.probabilities(p_xy, "p_xy")
+        p_xy = self.probabilities(p_xy, "p_xy")
         if V.value_checks_enabled() and not self.ops.is_empty(p_xy):
             tol = V.sum_tolerance(self.ops.dtype_name(p_xy))
             worst = self.ops.worst_sum(p_xy, (-2, -1), tol)
@@ -211,7 +218,7 @@ class FrontDoor:
         epsilon = V.check_fraction("epsilon", epsilon)
         axis = self.axis(axis, y, "y")
         self._classes(y, axis, "y")
-        self.distribution(y, "y", axis)
+        y = self.distribution(y, "y", axis)
         return y, epsilon, axis
 
     def categorical(self, y_true, y_pred, from_logits, label_smoothing, axis, reduction):
@@ -221,18 +228,19 @@ class FrontDoor:
         self.same_shape(y_true, "y_true", y_pred, "y_pred")
         axis = self.axis(axis, y_pred, "y_pred")
         self._classes(y_pred, axis)
-        self.distribution(y_true, "y_true", axis)
-        self.predictions(y_pred, from_logits, axis)
+        y_true = self.distribution(y_true, "y_true", axis)
+        y_pred = self.predictions(y_pred, from_logits, axis)
         return y_true, y_pred, label_smoothing, axis
 
     def predictions(self, y_pred, from_logits, axis=None, name="y_pred"):
-        """Finite logits, or probabilities (a distribution along ``axis`` when given)."""
+        """Finite logits, or probabilities (a distribution along ``axis`` when given); returns
+        ``y_pred`` (see :meth:`probabilities`)."""
         if from_logits:
             self.logits(y_pred, name)
-        elif axis is None:
-            self.probabilities(y_pred, name)
-        else:
-            self.distribution(y_pred, name, axis)
+            return y_pred
+        if axis is None:
+            return self.probabilities(y_pred, name)
+        return self.distribution(y_pred, name, axis)
 
     def sparse(self, labels, y_pred, from_logits, label_smoothing, ignore_index, class_weight,
                axis, reduction, *, pred_name="y_pred"):
@@ -275,7 +283,7 @@ class FrontDoor:
                 # kept within the compute dtype (1e30 scaled by 2^99 was inf in float32: 0 x inf)
                 top = V.weight_max_exponent(self.ops.dtype_name(class_weight), self.ops.dtype_name(y_pred))
                 class_weight = self.ops.scaled_to_unit(class_weight, labels, ignore_index, top)
-        self.predictions(y_pred, from_logits, axis, pred_name)
+        y_pred = self.predictions(y_pred, from_logits, axis, pred_name)
         return labels, y_pred, label_smoothing, ignore_index, class_weight, axis, num_classes
 
     def binary(self, y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction):
@@ -283,7 +291,7 @@ class FrontDoor:
         y_true, y_pred = self.floats((y_true, "y_true"), (y_pred, "y_pred"))
         label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred)
         self.same_shape(y_true, "y_true", y_pred, "y_pred")
-        self.probabilities(y_true, "y_true")
+        y_true = self.probabilities(y_true, "y_true")
         if pos_weight is not None:
             (pos_weight,) = self.floats((pos_weight, "pos_weight"), like=y_pred)
             shape, pred_shape = self.ops.shape(pos_weight), self.ops.shape(y_pred)
@@ -294,7 +302,7 @@ class FrontDoor:
                     f"pos_weight must be a scalar or have shape ({last},),"
                     f" one weight per class on the last axis; got {tuple(shape)}")
             self.weights(pos_weight, "pos_weight")
-        self.predictions(y_pred, from_logits)
+        y_pred = self.predictions(y_pred, from_logits)
         return y_true, y_pred, label_smoothing, pos_weight
 
     def regression(self, y_true, y_pred, reduction, pred_name="y_pred"):
@@ -326,10 +334,10 @@ class FrontDoor:
         y_true, logits = self.floats((y_true, "y_true"), (logits, "logits"))
         self.same_shape(y_true, "y_true", logits, "logits")
         if axis is None:
-            self.probabilities(y_true, "y_true")
+            y_true = self.probabilities(y_true, "y_true")
         else:
             axis = self.axis(axis, logits, "logits")
-            self.distribution(y_true, "y_true", axis)
+            y_true = self.distribution(y_true, "y_true", axis)
         self.logits(logits, "logits")
         return y_true, logits, axis
 

@@ -113,6 +113,9 @@ class NumpyOps:
     def after(self, x, checks):
         return x
 
+    def nan_outside(self, x, low, high):
+        return x  # eager: the check has raised
+
     def any_not_equal(self, x, value):
         return bool((x != value).any())
 

@@ -195,6 +195,14 @@ class TensorFlowOps:
         return self.same_runtime_shape(labels, "labels", move_to_last(y_pred, axis)[..., 0],
                                        "y_pred without its class axis")
 
+    def nan_outside(self, x, low, high):
+        """In a graph, ``x`` with NaN where it lies outside [low, high]: XLA compiles the
+        assertion away, and the loss of such an item is then NaN, not a silent number."""
+        if tf.executing_eagerly():
+            return x  # the check has raised
+        bad = (x < tf.constant(low, x.dtype)) | (x > tf.constant(high, x.dtype))
+        return tf.where(bad, tf.constant(np.nan, x.dtype), x)
+
     def any_not_equal(self, x, value):
         return self._answer(tf.reduce_any(tf.not_equal(x, value)))
 

@@ -29,8 +29,11 @@ Conventions (as in :mod:`xentlib.numpy`, plus what is TensorFlow's own)
   read when the function is traced).
 * **XLA** (``tf.function(jit_compile=True)``, and Keras' default on a GPU)
   compiles the assertions away, so no error can be raised there: a label
-  outside ``[0, C)`` (and not ``ignore_index``) makes its loss NaN instead, as
-  TensorFlow's own GPU kernels do, so that a bad batch cannot pass unseen.
+  outside ``[0, C)`` (and not ``ignore_index``), and a probability outside
+  ``[0, 1]`` (beyond the dtype's tolerance), make their loss NaN instead, as
+  TensorFlow's own GPU kernels do for labels, so that a bad batch cannot pass
+  unseen (a ``'mean'`` or ``'sum'`` over it is NaN). A distribution that does
+  not sum to 1 is not marked.
 * **Subnormal numbers**: TensorFlow's CPU kernels flush them to 0; the logs of
   probabilities here read their bits instead, so :math:`-\log 10^{-310}` is
   713.8 in float64, as in NumPy.
