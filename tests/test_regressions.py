@@ -675,3 +675,22 @@ def test_tf_xla_marks_out_of_range_probabilities_with_nan():
     targets = compiled("categorical_cross_entropy", from_logits=True, reduction="none")(
         tf.constant([[1.5, -0.5], [1.0, 0.0]]), tf.constant([[0.5, 0.5], [0.0, 0.0]]))
     assert np.isnan(targets.numpy()[0]) and targets.numpy()[1] == pytest.approx(np.log(2))
+
+
+def test_tf_categorical_focal_per_class_alpha_with_an_unknown_class_count():
+    """A None class dimension made the per-class alpha look like a binary one: a false TypeError."""
+    spec = tf.TensorSpec([None, None])
+    graph = tf.function(lambda y, z: xtf.categorical_focal_cross_entropy(y, z, alpha=[0.25, 0.75], from_logits=True),
+                        input_signature=[spec, spec])
+    y, z = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), np.array([[1.0, 2.0], [0.5, -1.0]], np.float32)
+    expected = xn.categorical_focal_cross_entropy(y, z, alpha=[0.25, 0.75], from_logits=True)
+    assert float(graph(tf.constant(y), tf.constant(z))) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_tf_linear_ce_with_an_unknown_vocabulary_names_the_fix():
+    """A None V in the input_signature raised a raw TypeError (None < 1) in the front door."""
+    graph = tf.function(lambda h, w, y: xtf.linear_cross_entropy(h, w, y),
+                        input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4]),
+                                         tf.TensorSpec([None], tf.int64)])
+    with pytest.raises(ValueError, match=r"weight must have a known shape \(V, d\) in a graph; got \(None, 4\)"):
+        graph(tf.ones([2, 4]), tf.ones([3, 4]), tf.constant([0, 1], tf.int64))

@@ -341,9 +341,10 @@ class FrontDoor:
         self.logits(logits, "logits")
         return y_true, logits, axis
 
-    def focal(self, gamma, alpha, *, per_class=None, like=None):
+    def focal(self, gamma, alpha, *, per_class=False, num_classes=None, like=None):
         """The focal losses' options: ``gamma >= 0``; ``alpha`` ``None``, a fraction or,
-        with ``per_class`` (the class count), a non-negative scalar or one weight per class."""
+        with ``per_class``, a non-negative scalar or one weight per class (``num_classes``:
+        the class count, ``None`` while unknown in a graph)."""
         if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
             raise TypeError(f"gamma must be a non-negative float; got {gamma!r}")
         gamma = float(gamma)
@@ -351,7 +352,7 @@ class FrontDoor:
             raise ValueError(f"gamma must be non-negative and finite, e.g. 2.0; got {gamma}")
         if alpha is None:
             return gamma, None
-        if per_class is None:
+        if not per_class:
             return gamma, V.check_fraction("alpha", alpha)
         if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
             if not (alpha >= 0 and math.isfinite(alpha)):
@@ -360,9 +361,9 @@ class FrontDoor:
             return gamma, float(alpha)
         (alpha,) = self.floats((alpha, "alpha"), like=like)
         shape = self.ops.shape(alpha)
-        if len(shape) != 1 or None not in (per_class, shape[0]) and shape[0] != per_class:
-            raise ValueError(f"alpha must be a scalar or have shape ({per_class},), one weight "
-                             f"per class; got shape {tuple(shape)}")
+        if len(shape) != 1 or None not in (num_classes, shape[0]) and shape[0] != num_classes:
+            raise ValueError(f"alpha must be a scalar or have shape ({num_classes or 'C'},), one "
+                             f"weight per class; got shape {tuple(shape)}")
         self.weights(alpha, "alpha")
         return gamma, alpha
 
@@ -379,7 +380,7 @@ class FrontDoor:
         y_true, y_pred, label_smoothing, axis = self.categorical(y_true, y_pred, from_logits,
                                                                  label_smoothing, axis, reduction)
         shape = self.ops.shape(y_pred)
-        gamma, alpha = self.focal(gamma, alpha, per_class=shape[axis], like=y_pred)
+        gamma, alpha = self.focal(gamma, alpha, per_class=True, num_classes=shape[axis], like=y_pred)
         if alpha is not None and not isinstance(alpha, float):
             alpha = self.ops.reshape(alpha, [-1 if d == axis else 1 for d in range(len(shape))])
         return y_true, y_pred, label_smoothing, axis, gamma, alpha
@@ -455,6 +456,11 @@ class FrontDoor:
             raise ValueError(
                 f"weight has shape {weight_shape} but hidden has shape {hidden_shape}; weight must "
                 f"have shape (V, d) with d = hidden.shape[-1] = {hidden_shape[-1]}")
+        if None in weight_shape:  # the chunking is planned from V and d when traced
+            raise ValueError(
+                f"weight must have a known shape (V, d) in a graph; got {weight_shape}. Give the "
+                f"tf.function's input_signature static dimensions for weight, e.g. "
+                f"tf.TensorSpec([V, d]) (the rows of hidden and labels may stay None)")
         if weight_shape[0] < 1:
             raise ValueError(f"weight must have at least one row (one class); got shape {weight_shape}")
         if self.ops.shape(labels) != hidden_shape[:-1]:
