@@ -694,3 +694,29 @@ def test_tf_linear_ce_with_an_unknown_vocabulary_names_the_fix():
                                          tf.TensorSpec([None], tf.int64)])
     with pytest.raises(ValueError, match=r"weight must have a known shape \(V, d\) in a graph; got \(None, 4\)"):
         graph(tf.ones([2, 4]), tf.ones([3, 4]), tf.constant([0, 1], tf.int64))
+
+
+def test_torch_vmap_of_the_losses_without_switching_the_checks_off():
+    """vmap refused the value checks' .item() ('vmap: ... calling .item()'): they are skipped there."""
+    assert value_checks_enabled()
+    rng = np.random.default_rng(3)
+    z = torch.tensor(rng.normal(size=(4, 3, 5)))
+    labels = torch.tensor(rng.integers(0, 5, (4, 3)))
+    soft = torch.softmax(torch.tensor(rng.normal(size=(4, 3, 5))), -1)
+    cases = {
+        "sparse": (lambda z, y: xt.sparse_categorical_cross_entropy(y, z, from_logits=True, label_smoothing=0.1), labels),
+        "sparse probabilities": (lambda z, y: xt.sparse_categorical_cross_entropy(y, torch.softmax(z, -1)), labels),
+        "categorical": (lambda z, t: xt.categorical_cross_entropy(t, z, from_logits=True), soft),
+        "binary": (lambda z, t: xt.binary_cross_entropy(t, z, from_logits=True), soft),
+        "cross_entropy": (lambda z, t: xt.cross_entropy(t, torch.softmax(z, -1)).sum(), soft),
+        "focal": (lambda z, t: xt.categorical_focal_cross_entropy(t, z, from_logits=True), soft),
+        "perplexity": (lambda z, y: xt.perplexity(y, z, ignore_index=-1), labels),
+    }
+    for name, (fn, other) in cases.items():
+        batched = torch.func.vmap(fn)(z, other)
+        one_by_one = torch.stack([fn(z[i], other[i]) for i in range(len(z))])
+        torch.testing.assert_close(batched, one_by_one, msg=name)
+        grads = torch.func.vmap(torch.func.grad(fn))(z, other)
+        assert grads.shape == z.shape and bool(torch.isfinite(grads).all()), name
+    with pytest.raises(ValueError, match="^labels must lie in"):  # outside vmap: checked
+        xt.sparse_categorical_cross_entropy(labels[0] + 5, z[0], from_logits=True)

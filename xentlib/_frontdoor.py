@@ -41,7 +41,8 @@ read a few facts from an array:
 Every message names the offending argument first (the texts are in
 :mod:`xentlib._validate`). Shape, dtype and option checks always run; the
 value checks (NaN, ranges, sums, labels) only while
-:func:`xentlib.value_checks` is on.
+:func:`xentlib.value_checks` is on, and where values can be read
+(``ops.values_readable``: not inside ``torch.func.vmap``).
 """
 from __future__ import annotations
 
@@ -94,24 +95,29 @@ class FrontDoor:
 
     # ---- value checks -------------------------------------------------------------------
 
+    def _checks_values(self, x):
+        """Whether the value checks of ``x`` run: switched on, ``x`` not empty, and its values
+        readable (not inside ``torch.func.vmap``, where no value can be read back)."""
+        return V.value_checks_enabled() and not self.ops.is_empty(x) and self.ops.values_readable()
+
     def finite_values(self, x, name):
         """No NaN (``-inf`` allowed: a masked class)."""
-        if V.value_checks_enabled() and not self.ops.is_empty(x):
+        if self._checks_values(x):
             self.ops.require(_not(self.ops.any_nan(x)), V.has_nan, name)
 
     def real_values(self, x, name):
         """Neither NaN nor +-inf (regression values: inf - inf would be a silent NaN)."""
         self.finite_values(x, name)
-        if V.value_checks_enabled() and not self.ops.is_empty(x):
+        if self._checks_values(x):
             self.ops.require(_not(self.ops.any_inf(x)), V.has_inf, name)
 
     def logits(self, z, name):
-        if V.value_checks_enabled() and not self.ops.is_empty(z):
+        if self._checks_values(z):
             self.ops.require(self.ops.all_finite(z), V.not_finite, name)
 
     def softmax_input(self, x, axis):
         """+inf, or a slice of only -inf, makes softmax 0/0 or inf/inf: NaN."""
-        if V.value_checks_enabled() and not self.ops.is_empty(x):
+        if self._checks_values(x):
             self.ops.require(_not(self.ops.any_inf_max(x, axis)), V.softmax_undefined, "x", axis)
 
     def probabilities(self, p, name):
@@ -119,7 +125,7 @@ class FrontDoor:
 
         Returns ``p``; in a TensorFlow graph, where XLA drops the assertion, with NaN in place of
         a value outside that range, so that the loss of its item is NaN, not a silent number."""
-        if not V.value_checks_enabled() or self.ops.is_empty(p):
+        if not self._checks_values(p):
             return p
         low, high = self.ops.min_max(p)
         self.ops.require(_not(self.ops.any_nan_scalar(low, high)), V.has_nan, name)
@@ -130,7 +136,7 @@ class FrontDoor:
     def distribution(self, p, name, axis):
         """Probabilities that sum to 1 along ``axis``; returns ``p`` (see :meth:`probabilities`)."""
         p = self.probabilities(p, name)
-        if V.value_checks_enabled() and not self.ops.is_empty(p):
+        if self._checks_values(p):
             tol = V.sum_tolerance(self.ops.dtype_name(p))
             worst = self.ops.worst_sum(p, (axis,), tol)
             self.ops.require(abs(worst - 1) <= tol, V.not_distribution, name, worst, tol, axis)
@@ -143,13 +149,13 @@ class FrontDoor:
         cross-entropy). Returns the assertion op in a TensorFlow graph (run the
         gathers after it), else ``None``.
         """
-        if not V.value_checks_enabled() or self.ops.is_empty(labels):
+        if not self._checks_values(labels):
             return None
         any_bad, low, high = self.ops.bad_labels(labels, num_classes, ignore_index)
         return self.ops.require(_not(any_bad), V.bad_labels, name, low, high, num_classes, ignore_index)
 
     def weights(self, w, name, *, strict=False):
-        if V.value_checks_enabled() and not self.ops.is_empty(w):
+        if self._checks_values(w):
             ok = self.ops.all_nonnegative(w, strict=strict)
             if strict:
                 self.ops.require(ok, lambda: ValueError(f"{name} must be positive and finite"))
@@ -206,7 +212,7 @@ class FrontDoor:
             raise ValueError(f"p_xy must have at least one value of X and of Y; got shape {tuple(shape)}")
         divisor = V.log_base(base)
         p_xy = self.probabilities(p_xy, "p_xy")
-        if V.value_checks_enabled() and not self.ops.is_empty(p_xy):
+        if self._checks_values(p_xy):
             tol = V.sum_tolerance(self.ops.dtype_name(p_xy))
             worst = self.ops.worst_sum(p_xy, (-2, -1), tol)
             self.ops.require(abs(worst - 1) <= tol, _joint_sum_error, worst, tol)
@@ -389,7 +395,7 @@ class FrontDoor:
         """``perplexity``: the sparse arguments of logits; at least one token kept (checked even
         under ``value_checks(False)``: the mean over no token is undefined)."""
         args = self.sparse(labels, logits, True, 0.0, ignore_index, None, axis, "mean", pred_name="logits")
-        if ignore_index is not None:
+        if ignore_index is not None and self.ops.values_readable():
             self.ops.require(self.ops.any_not_equal(args[0], ignore_index), V.no_tokens, "labels")
         return args
 

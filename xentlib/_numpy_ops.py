@@ -100,6 +100,9 @@ class NumpyOps:
         largest = np.frexp(w.max())[1] - (max_exponent - 1)
         return np.ldexp(w, -max(np.frexp(top)[1], largest)).astype(w.dtype)
 
+    def values_readable(self):
+        return True
+
     def require(self, ok, builder, *args):
         if not ok:
             raise builder(*args)

@@ -160,6 +160,9 @@ class TensorFlowOps:
         half = tf.math.floor(exponent / 2)  # two normal powers of two: tf.pow flushes 2^-127
         return w * tf.pow(tf.constant(2, w.dtype), -half) * tf.pow(tf.constant(2, w.dtype), half - exponent)
 
+    def values_readable(self):
+        return True
+
     def require(self, ok, builder, *args):
         """Raise ``builder(*args)`` unless ``ok``; in a graph, return an assertion op.
 

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import torch
+from torch._C._functorch import TransformType
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 from xentlib import _validate as V
 from xentlib._frontdoor import FrontDoor
@@ -70,6 +72,12 @@ class TorchOps(NumpyOps):
 
     def is_empty(self, x):
         return x.numel() == 0
+
+    def values_readable(self):
+        """False inside ``torch.func.vmap`` (a value read back, ``.item()``, is refused there):
+        the value checks are skipped, as under ``value_checks(False)``; ``grad`` reads them."""
+        return not (torch._C._are_functorch_transforms_active() and any(
+            i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters()))
 
     def any_nan(self, x):
         return bool(torch.isnan(x.detach()).any())

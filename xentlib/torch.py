@@ -25,7 +25,9 @@ Conventions, as in the reference
   over zero kept items is 0 (PyTorch returns NaN).
 * **Checks**: bad input raises ``ValueError``/``TypeError`` naming the argument.
   The data-dependent checks read values back to the host (a synchronisation on
-  a GPU); ``xentlib.value_checks(False)`` switches them off.
+  a GPU); ``xentlib.value_checks(False)`` switches them off. Inside
+  ``torch.func.vmap``, where no value can be read back, they are skipped
+  (under ``torch.func.grad`` they run).
 """
 from __future__ import annotations
 
