@@ -129,6 +129,20 @@ def _failure_worker(rank, world, path):
             expect(RuntimeError, "failed on rank(s) [1]", shard, y)
             expect(RuntimeError, "failed on rank(s) [1]", shard, y)
         expect(ValueError, "labels must be the same tensor on every rank", shard, y + rank)
+        # options or dtypes that differ between ranks: the same named error on every rank
+        # (other dtypes hung or failed inside gloo; another label_smoothing gave a wrong number)
+        for kwargs, text in ((dict(label_smoothing=0.1 * rank),
+                              "label_smoothing must be the same on every rank; got 0.0 on rank 0, 0.1 on rank 1"),
+                             (dict(ignore_index=None if rank else -1), "ignore_index must be the same"),
+                             (dict(reduction="sum" if rank else "mean"), "reduction must be the same")):
+            try:
+                vocab_parallel_cross_entropy(shard, y, **kwargs)
+            except ValueError as exc:
+                assert text in str(exc), (rank, str(exc))
+            else:
+                raise AssertionError(f"rank {rank}: no error for {kwargs}")
+        expect(ValueError, "logits_shard's dtype must be the same on every rank; got torch.float64 on "
+               "rank 0, torch.float32 on rank 1", shard.float() if rank else shard, y)
         expect(ValueError, "labels must lie in [0, 9)", shard, torch.tensor([0, 9, 1, 2]))
         # splits 9 / 0: the second rank holds no class
         empty = z.clone().requires_grad_() if rank == 0 else z[:, 9:].clone().requires_grad_()

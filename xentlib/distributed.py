@@ -14,6 +14,8 @@ slice of :math:`\operatorname{softmax}(z) - t`.
 """
 from __future__ import annotations
 
+import struct
+
 import torch
 import torch.distributed as dist
 
@@ -86,6 +88,7 @@ def vocab_parallel_cross_entropy(logits_shard, labels, *, group=None, ignore_ind
     if failed:
         raise RuntimeError(f"vocab_parallel_cross_entropy failed on rank(s) {failed} of this group "
                            f"(see the error there); every rank stops")
+    _same_options(table)
     sizes = [row[_WIDTH] for row in table]
     start, vocab = sum(sizes[:rank]), sum(sizes)
     if len({tuple(row[_ROWS:]) for row in table}) > 1:
@@ -104,8 +107,33 @@ def vocab_parallel_cross_entropy(logits_shard, labels, *, group=None, ignore_ind
     return out.reshape(labels.shape) if reduction == "none" else out
 
 
-# the facts each rank shares: failed (0/1), shard width, rows, label min and max, label checksum
-_FAILED, _WIDTH, _ROWS, _LOW, _HIGH = range(5)
+# the facts each rank shares: failed (0/1), shard width, the options (dtype, label_smoothing's
+# bits, ignore_index, reduction), rows, label min and max, label checksum
+_FAILED, _WIDTH, _DTYPE, _SMOOTHING, _IGNORE, _REDUCTION, _ROWS, _LOW, _HIGH = range(9)
+_FACTS = 10
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_NO_INDEX = -(2 ** 63)  # ignore_index=None
+
+
+def _same_options(table):
+    """Every rank's dtype and options equal (else each rank would reduce other numbers, or
+    tensors of other dtypes, which hangs or fails inside gloo/NCCL): the same error on every rank."""
+    for column, name, read in ((_DTYPE, "logits_shard's dtype", lambda v: _DTYPES[v]),
+                               (_SMOOTHING, "label_smoothing", _bits_to_float),
+                               (_IGNORE, "ignore_index", lambda v: None if v == _NO_INDEX else v),
+                               (_REDUCTION, "reduction", lambda v: V.REDUCTIONS[v])):
+        values = [row[column] for row in table]
+        if len(set(values)) > 1:
+            found = ", ".join(f"{read(v)} on rank {r}" for r, v in enumerate(values))
+            raise ValueError(f"{name} must be the same on every rank; got {found}")
+
+
+def _float_bits(x: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", x))[0]
+
+
+def _bits_to_float(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<q", bits))[0]
 
 
 def _local_checks(logits_shard, labels, ignore_index, label_smoothing, reduction, device):
@@ -115,7 +143,7 @@ def _local_checks(logits_shard, labels, ignore_index, label_smoothing, reduction
         if not isinstance(logits_shard, torch.Tensor):
             raise TypeError(f"logits_shard must be a torch.Tensor; got {type(logits_shard).__name__}")
         labels = front_door.ops.as_labels(labels, "labels", like=logits_shard)
-        if not logits_shard.dtype.is_floating_point:
+        if logits_shard.dtype not in _DTYPES:
             raise V.not_float("logits_shard", logits_shard.dtype)
         if device.type == "cuda" and logits_shard.device != device:
             raise ValueError(f"logits_shard must be on the current CUDA device ({device}) for "
@@ -130,12 +158,14 @@ def _local_checks(logits_shard, labels, ignore_index, label_smoothing, reduction
             raise V.labels_shape("labels", labels.shape, logits_shard.shape[:-1], "logits_shard")
         front_door.logits(logits_shard, "logits_shard")
     except (TypeError, ValueError) as exc:
-        return exc, [1, 0, 0, 0, 0, 0], labels
+        return exc, [1] + [0] * (_FACTS - 1), labels
     y = labels.reshape(-1).long()
     kept = y if ignore_index is None else y[y != ignore_index]
     low, high = (int(kept.min()), int(kept.max())) if kept.numel() else (0, 0)
     checksum = int((y * torch.arange(1, y.numel() + 1, device=y.device)).sum()) if y.numel() else 0
-    return None, [0, logits_shard.shape[-1], y.numel(), low, high, checksum], labels
+    options = [_DTYPES.index(logits_shard.dtype), _float_bits(float(label_smoothing)),
+               _NO_INDEX if ignore_index is None else int(ignore_index), V.REDUCTIONS.index(reduction)]
+    return None, [0, logits_shard.shape[-1], *options, y.numel(), low, high, checksum], labels
 
 
 def _comm_device(like, group):
