@@ -5,6 +5,8 @@ Naive form: logits = hidden @ weight.T + bias, then the NumPy reference
 framework's autodiff of the naive expression for gradients. Speed is never
 asserted here (see bench/).
 """
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -143,6 +145,26 @@ def test_tensorflow_in_tf_function_with_unknown_rows():
                                rtol=1e-5)
     assert grad.shape == (10, 4)
 
+
+
+@pytest.mark.parametrize("strategy", [None, "one device"])
+def test_tensorflow_eager_weight_gradient_summed_in_place(strategy):
+    """Eagerly the chunks' weight gradients are added into one variable, which the tape
+    must not see; under a distribution strategy the plain sum is used. Same gradients."""
+    h, w, b, y = (tf.constant(x) for x in _inputs((9,), 4, 7, 6))
+    with tf.GradientTape() as tape:
+        tape.watch([h, w])
+        ref = _tf_naive(h, w, b, y, "mean")
+    ref_grads = tape.gradient(ref, [h, w])
+    scope = tf.distribute.OneDeviceStrategy("/cpu:0").scope() if strategy else nullcontext()
+    with scope:
+        for chunk in (1, 4, None):
+            with tf.GradientTape() as tape:
+                tape.watch([h, w])
+                loss = lce_tf(h, w, y, bias=b, chunk_size=chunk)
+            assert tape.watched_variables() == ()
+            for g, r in zip(tape.gradient(loss, [h, w]), ref_grads):
+                np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-10, atol=1e-12)
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, None])
 def test_float32_accuracy_any_chunk(chunk):

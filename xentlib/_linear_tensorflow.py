@@ -128,7 +128,10 @@ def _sweep(h, w, b, y, kept, invalid, cw, o, row_scale, grads, work):
                    for name in o.extras})
     if grads:
         arrays["gh"] = array([rows, d])
-    gw0 = tf.zeros_like(wk) if grads else tf.zeros((), work)
+    # eagerly the weight gradient is summed in place (see _InPlaceSum); in a graph it is a
+    # loop variable
+    in_place = _InPlaceSum(wk) if grads and _InPlaceSum.usable() else None
+    gw0 = tf.zeros_like(wk) if grads and in_place is None else tf.zeros((), work)
     gb0 = tf.zeros((vocab,), work) if grads and b is not None else tf.zeros((), work)
 
     def body(i, arrays, gw, gb):
@@ -187,7 +190,10 @@ def _sweep(h, w, b, y, kept, invalid, cw, o, row_scale, grads, work):
             if o.softcap is not None:
                 g *= 1 - tf.square(tanh)
             out["gh"] = arrays["gh"].write(i, tf.matmul(g, wk))
-            gw = gw + tf.matmul(g, hk, transpose_a=True)
+            if in_place is None:
+                gw = gw + tf.matmul(g, hk, transpose_a=True)
+            else:
+                in_place.add(tf.matmul(g, hk, transpose_a=True))
             if bk is not None:
                 gb = gb + tf.reduce_sum(g, axis=0)
         return i + 1, out, gw, gb
@@ -202,4 +208,38 @@ def _sweep(h, w, b, y, kept, invalid, cw, o, row_scale, grads, work):
     extra = [rows_of(name) for name in o.extras]
     if not grads:
         return per_item, extra, (None, None, None)
+    if in_place is not None:
+        gw = in_place.value()
     return per_item, extra, (rows_of("gh"), gw, gb if b is not None else None)
+
+
+class _InPlaceSum:
+    """A sum of ``(V, d)`` terms held in one buffer, for eager execution.
+
+    Eagerly, ``total + term`` allocates a new buffer while ``total`` and ``term`` are
+    alive: three ``(V, d)`` buffers at the peak, and a zero-filled fourth to start from.
+    Here ``total`` is a variable made from the first term (its buffer, no copy), and
+    each further term is added into it in place (``assign_add``): at most ``total``
+    and one term. Not under a distribution strategy, whose scope would turn the
+    variable into a distributed one.
+    """
+
+    def __init__(self, like):
+        self.like, self.total = like, None
+
+    @staticmethod
+    def usable():
+        return tf.executing_eagerly() and not tf.distribute.has_strategy()
+
+    def add(self, term):
+        if self.total is None:
+            self.total = tf.Variable(term, trainable=False)
+        else:
+            self.total.assign_add(term)
+
+    def value(self):
+        """The sum (zeros for no terms); shares the variable's buffer, which is then let go."""
+        if self.total is None:
+            return tf.zeros_like(self.like)
+        total, self.total = tf.convert_to_tensor(self.total), None
+        return total
