@@ -720,3 +720,27 @@ def test_torch_vmap_of_the_losses_without_switching_the_checks_off():
         assert grads.shape == z.shape and bool(torch.isfinite(grads).all()), name
     with pytest.raises(ValueError, match="^labels must lie in"):  # outside vmap: checked
         xt.sparse_categorical_cross_entropy(labels[0] + 5, z[0], from_logits=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f14_f28_float64_logits_near_the_max_finite_where_the_loss_is(backend):
+    """float64 logits near its max: a gap z_c - max beyond the max (-log q = inf), or the class sum
+    of -log q, overflowed: inf where the loss is finite (fuzz F14, F28; review: smoothing)."""
+    xl, array = BACKENDS[backend]
+    z = array(np.array([[1.7e308, -1.7e308, 0.0]]))
+    got = xl.categorical_cross_entropy(array(np.array([[1.0, 0.0, 0.0]])), z, from_logits=True, label_smoothing=0.1)
+    assert float(got) == pytest.approx(0.1 / 3 * 1.7e308 * 3, rel=1e-12)  # (0 + 3.4e308 + 1.7e308) eps / 3
+    got = xl.categorical_cross_entropy(array(np.array([[0.5, 0.5, 0.0]])), z, from_logits=True)
+    assert float(got) == pytest.approx(1.7e308, rel=1e-12)  # 0.5 x 3.4e308
+    z14 = array(np.array([[0.0, -8.98846567e307, 8.98846567e307]]))
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z14, from_logits=True, label_smoothing=0.1)
+    assert float(got) == pytest.approx(8.98846567e307, rel=1e-12)
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0, 1])), array(np.array([[1.7e308, -1.7e308, 0.0],
+                                                                                     [0.0, 0.0, 1.0]])),
+                                              from_logits=True, label_smoothing=0.1,
+                                              class_weight=array(np.array([1.0, 2.0, 3.0])), reduction="none")
+    # row 0: t = eps w / 3 + 0.9 [c = 0]; sum_c t_c (lse - z_c) = (0.2 / 3) 3.4e308 + 0.1 x 1.7e308
+    assert np.asarray(got)[0] == pytest.approx(0.2 / 3 * 1.7e308 * 2 + 0.1 * 1.7e308, rel=1e-12)
+    assert np.isfinite(np.asarray(got)[1])
+    beyond = xl.categorical_cross_entropy(array(np.array([[0.0, 1.0, 0.0]])), z, from_logits=True)
+    assert float(beyond) == np.inf  # -log q_1 = 3.4e308: really beyond the max

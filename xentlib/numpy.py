@@ -124,6 +124,26 @@ def _logits_and_log_q(z, axis=-1):
     return z, log_q
 
 
+def _halved_rows(t, z):
+    r""":math:`\sum_c t_c (\operatorname{lse}(z) - z_c)` (classes last) for float64 logits near its
+    maximum, where a gap :math:`m - z_c` (a spread beyond the max) or the class sum overflows
+    though the result need not: every term is halved, :math:`m/2 - z_c/2` cannot overflow, and
+    the doubled half sum is inf only where the result passes the max."""
+    m = z.max(axis=-1, keepdims=True)
+    half_gap = m / 2 - z / 2
+    with np.errstate(over="ignore"):
+        log_s = np.log(np.exp(-2 * half_gap).sum(axis=-1))
+        return 2 * ((t * half_gap).sum(axis=-1) + t.sum(axis=-1) * (log_s / 2))
+
+
+def _finite_where_possible(rows, t, z):
+    """``rows`` (from float64 logits ``z``, classes last), with the rows that overflowed redone by
+    :func:`_halved_rows`; float32 logits are redone in float64 before (:func:`_logits_and_log_q`)."""
+    if z.dtype != np.float64 or not np.isinf(rows).any():
+        return rows
+    return np.where(np.isinf(rows), _halved_rows(t(), z), rows)
+
+
 def _smoothed(y, epsilon, axis):
     """Label smoothing in the compute dtype (16-bit targets are smoothed in float32)."""
     y = _compute(y)
@@ -238,7 +258,9 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
         y_true, y_pred, from_logits, label_smoothing, axis, reduction)
     target = _smoothed(y_true, label_smoothing, axis)
     if from_logits:
-        per_row = _times(target, -_logits_and_log_q(_compute(y_pred), axis)[1]).sum(axis=axis)  # 0 log 0 = 0
+        z, log_q = _logits_and_log_q(_compute(y_pred), axis)
+        per_row = _times(target, -log_q).sum(axis=axis)  # 0 log 0 = 0
+        per_row = _finite_where_possible(per_row, lambda: np.moveaxis(target, axis, -1), np.moveaxis(z, axis, -1))
     else:
         per_row = -_xlogy(target, _compute(y_pred)).sum(axis=axis)
     with np.errstate(over="ignore"):  # from float64 (see _logits_and_log_q): beyond float32's max is inf
@@ -280,6 +302,14 @@ def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_cla
         else:
             uniform = _times(_wide(weight), -_wide(log_q)).sum(axis=-1) / num_classes
         per_item = per_item + label_smoothing * np.where(kept, uniform, 0.0)
+    if from_logits:  # every item as sum_c t_c (lse - z_c), with t_c = eps w_c / K + (1 - eps) w_y [c = y]
+        def targets():
+            t = np.broadcast_to(label_smoothing / num_classes * (1.0 if weight is None else _wide(weight)),
+                                z.shape).copy()
+            np.put_along_axis(t, safe[..., None], np.take_along_axis(t, safe[..., None], -1)
+                              + ((1 - label_smoothing) * w_y)[..., None], -1)
+            return np.where(kept[..., None], t, 0.0)
+        per_item = _finite_where_possible(per_item, targets, z)
     per_item = np.where(kept, per_item, 0.0)  # also hides 0 * inf from ignored items
     with np.errstate(over="ignore"):  # weighted, from float64: beyond float32's max is inf
         return _reduce(per_item, reduction, denominator=w_y.sum()).astype(_loss_dtype(y_pred))

@@ -305,6 +305,24 @@ def _redone_wide_if_not_finite(values, wide, logits_dtype):
                    lambda: tf.cast(wide(), values.dtype))
 
 
+def _halved_rows(t, z):
+    r""":math:`\sum_c t_c (\operatorname{lse}(z) - z_c)` (classes last) for float64 logits near its
+    maximum, every term halved: :math:`m/2 - z_c/2` cannot overflow where :math:`z_c - m` does (see
+    the NumPy reference)."""
+    half_gap = tf.reduce_max(z, axis=-1, keepdims=True) / 2 - z / 2
+    log_s = tf.math.log(tf.reduce_sum(tf.exp(-2 * half_gap), axis=-1))
+    return 2 * (tf.reduce_sum(t * half_gap, axis=-1) + tf.reduce_sum(t, axis=-1) * (log_s / 2))
+
+
+def _finite_where_possible(rows, t, z):
+    """``rows`` of float64 logits ``z`` with those that overflowed redone by :func:`_halved_rows`
+    (``t()``: the targets, classes last), in one ``tf.cond``."""
+    if z.dtype != tf.float64:
+        return rows
+    return tf.cond(tf.reduce_any(tf.math.is_inf(rows)),
+                   lambda: tf.where(tf.math.is_inf(rows), _halved_rows(t(), z), rows), lambda: rows)
+
+
 def _shifted(z):
     """The logits minus their row maximum (classes last), and the log of the row sum of their exp."""
     e = z - tf.reduce_max(z, axis=-1, keepdims=True)
@@ -340,11 +358,17 @@ def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
                 per_item += eps * (_wide(total_w) * _wide(log_s) - e_w) / _wide(k)
         return tf.where(kept2, per_item, tf.zeros_like(per_item))
 
+    def targets():  # t_c = eps w_c / K + (1 - eps) w_y [c = y], 0 for ignored items
+        uniform = eps / num_classes * (tf.ones_like(z2) if weight is None else weight + tf.zeros_like(z2))
+        t = uniform + tf.one_hot(safe, tf.shape(z2)[1], dtype=dtype) * ((1 - eps) * w_y)[:, None]
+        return tf.where(kept2[:, None], t, tf.zeros_like(t))
+
     @tf.custom_gradient
     def loss(z2):
         e, ex, s, log_s = _shifted(z2)
         per_item = _redone_wide_if_not_finite(
             items(e, log_s), lambda: items(*_shifted(_wide(z2))[::3]), dtype)
+        per_item = _finite_where_possible(per_item, targets, z2)
         # float64 with weights (see _wide), back to the logits' dtype at the end; _reduce: a
         # float32 sum that overflows is redone in float64, and a mean over no kept item is 0
         if reduction == "none":
@@ -385,6 +409,7 @@ def _categorical_from_logits(target, z, reduction):
         per_row = _redone_wide_if_not_finite(
             rows(e, log_s, t, total_t),
             lambda: rows(*_shifted(_wide(z))[::3], _wide(t), _wide(total_t)), z.dtype)
+        per_row = _finite_where_possible(per_row, lambda: t, z)
         out = _reduce(per_row, reduction)
 
         def grad(g):

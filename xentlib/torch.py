@@ -115,6 +115,23 @@ def _spread_overflows(z, terms):
     return z.dtype == torch.float32 and _host_readable(z) and not math.isfinite(terms.sum().item())
 
 
+def _halved_rows(t, z):
+    r""":math:`\sum_c t_c (\operatorname{lse}(z) - z_c)` (classes last) for float64 logits near its
+    maximum, every term halved: :math:`m/2 - z_c/2` cannot overflow where :math:`z_c - m` does (see
+    the NumPy reference)."""
+    half_gap = z.amax(dim=-1, keepdim=True) / 2 - z / 2
+    log_s = torch.exp(-2 * half_gap).sum(dim=-1).log()
+    return 2 * ((t * half_gap).sum(dim=-1) + t.sum(dim=-1) * (log_s / 2))
+
+
+def _finite_where_possible(rows, t, z):
+    """``rows`` of float64 logits ``z`` with those that overflowed redone by :func:`_halved_rows`
+    (``t()``: the targets, classes last). One host read, so on the CPU outside ``torch.func``."""
+    if z.dtype != torch.float64 or not _host_readable(z) or not math.isinf(rows.sum().item()):
+        return rows
+    return torch.where(torch.isinf(rows), _halved_rows(t(), z), rows)
+
+
 def _reduce(per_item, reduction, denominator=None):
     if reduction == "none":
         return per_item
@@ -358,6 +375,13 @@ def _sparse_forward(z, safe, kept, weight, eps, reduction):
             return wide.to(z.dtype), log_q, w_y, denominator
         per_item = per_item - (eps / z.shape[-1]) * torch.where(kept, w_log_q, 0.0)
     per_item = torch.where(kept, per_item, 0.0)
+
+    def targets():  # t_c = eps w_c / K + (1 - eps) w_y [c = y], 0 for ignored items
+        t = (eps / z.shape[-1]) * (torch.ones_like(z) if weight is None else weight.expand_as(z))
+        t = t.scatter_add(-1, safe, ((1 - eps) * w_y).unsqueeze(-1).to(t.dtype))
+        return torch.where(kept.unsqueeze(-1), t, 0.0)
+
+    per_item = _finite_where_possible(per_item, targets, z)
     return _reduce(per_item, reduction, denominator).to(z.dtype), log_q, w_y, denominator
 
 
@@ -412,6 +436,7 @@ def _categorical_forward(z, t, reduction):
             per_row = None
     if per_row is None:  # 0 log 0 = 0, also where log q underflows to -inf
         per_row = -torch.where(t == 0, 0.0, t * log_q).sum(dim=-1)
+    per_row = _finite_where_possible(per_row, lambda: t, z)
     return _reduce(per_row, reduction), log_q
 
 
