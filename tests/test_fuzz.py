@@ -22,11 +22,13 @@ from fuzzing import (
     each_backend,
     entropy_terms,
     finfo,
+    fresh_tf_hot_paths,  # noqa: F401 (an autouse fixture)
     fuzz,
     logits_batches,
     probability_vectors,
     scaled,
     scales,
+    smoothing_taken,
     subnormal,
 )
 
@@ -60,13 +62,6 @@ def weights_out_of_range(weight, dtype_name, reduction):
     if (dtype_name != "float64" and (w < F32.tiny).any()) or subnormal(weight):
         return ("tensorflow",)
     return ()
-
-
-def smoothing_taken(epsilon, dtype_name):
-    """label_smoothing below the compute dtype's smallest normal (float32's for 16-bit inputs)
-    is taken as 0: the documented convention."""
-    tiny = np.finfo(np.float64).tiny if dtype_name == "float64" else F32.tiny
-    return 0.0 if epsilon < tiny else epsilon
 
 
 def loss_dtype(dtype_name):

@@ -12,7 +12,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy import special
 
-from fuzzing import BACKENDS, close, distributions, entropy_terms, fuzz, logits_batches, oracle_log_softmax, subnormal
+from fuzzing import (  # noqa: F401 (fresh_tf_hot_paths: an autouse fixture)
+    BACKENDS,
+    close,
+    distributions,
+    entropy_terms,
+    fresh_tf_hot_paths,
+    fuzz,
+    logits_batches,
+    oracle_log_softmax,
+    subnormal,
+)
 
 
 @fuzz
