@@ -57,10 +57,14 @@ TUNED = "torch.nn.functional.linear_cross_entropy (tuned)"
 TF_METHODS = ["naive", "xentlib"]
 
 
-def tuned_rows(n, d, v):
-    """torch's batch_chunk_size for the tuned run: the chunk xentlib.torch uses by default."""
-    from xentlib._linear import chunk_rows
-    return chunk_rows(n, v, d)
+def default_rows(n, d, v, framework="torch"):
+    """Rows per chunk of xentlib's linear CE by default in ``framework`` (also torch's
+    batch_chunk_size for the tuned run)."""
+    if framework == "torch":
+        from xentlib import torch as xl
+    else:
+        from xentlib import tensorflow as xl
+    return xl.linear_cross_entropy.default_chunk_size(n, v, d)
 
 
 def run_case(spec, timeout):
@@ -143,8 +147,8 @@ def physical(machine, linear, losses):
         flop = 3 * 2 * n * d * v  # logits, grad of hidden, grad of weight
         naive_bytes = 9 * 4 * n * v  # ~9 full passes over the float32 (N, V) logits
         # fused: chunk logits stay in cache when they fit; weight read twice and
-        # its gradient read+written once per chunk (the default chunk, see tuned_rows)
-        chunks = -(-n // tuned_rows(n, d, v))
+        # its gradient read+written once per chunk (the framework's default chunk)
+        chunks = -(-n // default_rows(n, d, v, row["framework"]))
         fused_bytes = chunks * 4 * 4 * v * d
         moved = naive_bytes if row["method"] == "naive" else fused_bytes
         out["linear"].append({
@@ -408,7 +412,7 @@ def run_grid(grid, timeout):
     for n, d, v in grid["shapes"]:
         for m in torch_methods:
             rows += run_case(dict(base, case="torch_linear", method=m, n=n, d=d, vs=[v],
-                                  tuned_rows=tuned_rows(n, d, v)), timeout)
+                                  tuned_rows=default_rows(n, d, v)), timeout)
         for m in TF_METHODS:
             rows += run_case(dict(base, case="tf_linear", method=m, n=n, d=d, v=v), timeout)
     for n, d, v in grid["pairs"]:

@@ -221,6 +221,17 @@ def test_all_ignored_mean_is_zero():
     assert float(lce_tf(tf.constant(h), tf.constant(w), tf.constant(y), ignore_index=-1)) == 0.0
 
 
+def test_default_chunk_size():
+    """About 2**23 logits per chunk (2**22 in TensorFlow), at least 256 rows and d // 2 up
+    to 1024, at most the number of rows."""
+    for fn, elements in ((lce_np, 1 << 23), (lce_torch, 1 << 23), (lce_tf, 1 << 22)):
+        assert fn.default_chunk_size(100_000, 1024, 64) == elements // 1024
+        assert fn.default_chunk_size(100_000, 1 << 18, 64) == 256
+        assert fn.default_chunk_size(100_000, 1 << 18, 1024) == 512
+        assert fn.default_chunk_size(100_000, 1 << 18, 8192) == 1024
+        assert fn.default_chunk_size(100, 1024, 64) == 100
+
+
 def test_no_grad_and_forward_only():
     h, w, _, y = _inputs((6,), 3, 5, 10)
     ht = torch.tensor(h, requires_grad=True)

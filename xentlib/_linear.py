@@ -86,11 +86,20 @@ def _public_signature(hidden, weight, labels, *, bias=None, ignore_index=None, l
 SIGNATURE = inspect.signature(_public_signature)
 
 
-def public(function, backend: str, example: str):
+def public(function, backend: str, example: str, *, chunk_elements: int = CHUNK_ELEMENTS):
     """Give a backend's ``linear_cross_entropy(hidden, weight, labels, **options)`` the shared
-    signature (as ``help`` and the API pages show it) and docstring."""
+    signature (as ``help`` and the API pages show it), docstring, and its
+    ``default_chunk_size(num_rows, vocab, dim)``: the rows per chunk it uses when
+    ``chunk_size`` is not given (``chunk_elements`` as passed to :func:`prepare`)."""
     function.__signature__ = SIGNATURE
     function.__doc__ = doc(backend, example)
+
+    def default_chunk_size(num_rows: int, vocab: int, dim: int) -> int:
+        """Rows per chunk of ``linear_cross_entropy`` without ``chunk_size``, for
+        ``num_rows`` items, ``vocab`` classes and hidden size ``dim``."""
+        return chunk_rows(num_rows, vocab, dim, chunk_elements)
+
+    function.default_chunk_size = default_chunk_size
     return function
 
 
@@ -191,7 +200,8 @@ for ``ignore_index``, ``label_smoothing`` and ``weight``; ``'mean'`` divides by
 :math:`\sum_{{n \in \mathcal K}} w_{{y_n}}`, the kept items' weights, and is 0 if
 that is 0), but the rows are processed ``chunk_size`` at a time, so at most a
 ``(chunk_size, V)`` block of logits exists (default: about :math:`2^{{23}}`
-logits, at least 256 rows, and ``d // 2`` rows up to 1024). ``hidden`` has shape ``(..., d)``,
+logits, at least 256 rows, and ``d // 2`` rows up to 1024; for given sizes,
+``linear_cross_entropy.default_chunk_size(N, V, d)``). ``hidden`` has shape ``(..., d)``,
 ``weight`` ``(V, d)`` (PyTorch's ``nn.Linear`` layout), ``labels`` ``(...)``.
 
 Args:

@@ -100,7 +100,7 @@ NaN gradients instead. The default chunk holds about :math:`2^{22}` logits.""", 
 >>> naive = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, h @ tf.transpose(w)))
 >>> abs(float(loss - naive)) < 1e-6
 True
-""")
+""", chunk_elements=TF_CHUNK_ELEMENTS)
 
 
 def _sweep(h, w, b, y, kept, invalid, cw, o, row_scale, grads, work):
