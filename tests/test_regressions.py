@@ -744,3 +744,22 @@ def test_f14_f28_float64_logits_near_the_max_finite_where_the_loss_is(backend):
     assert np.isfinite(np.asarray(got)[1])
     beyond = xl.categorical_cross_entropy(array(np.array([[0.0, 1.0, 0.0]])), z, from_logits=True)
     assert float(beyond) == np.inf  # -log q_1 = 3.4e308: really beyond the max
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f9_perplexity_of_no_tokens_is_a_named_error(backend):
+    """No labels at all gave exp(0) = 1.0 (the mean over no item is 0 for the losses, but a
+    perplexity of 1 would claim a perfect model); with ignore_index it was already an error."""
+    xl, array = BACKENDS[backend]
+    with pytest.raises(ValueError, match="^labels: holds no item"):
+        xl.perplexity(array(np.zeros(0, np.int64)), array(np.zeros((0, 3))))
+
+
+def test_f10_tf_conditional_entropy_of_a_bfloat16_table_with_a_tiny_entry():
+    """p / p_x below the smallest normal was flushed to 0 by TF's CPU kernels: log 0, an entropy
+    of inf (expected 0.5 as torch; bfloat16 rounds 0.5009 to 0.5); now a (log a - log b)."""
+    import ml_dtypes
+    p_xy = np.array([[0.800781, 0.200195, 1.17549e-38]], ml_dtypes.bfloat16)
+    for fn, expected in (("conditional_entropy", 0.5), ("mutual_information", 0.0)):
+        got = float(tf.cast(getattr(xtf, fn)(tf.constant(p_xy)), tf.float32))
+        assert got == pytest.approx(expected, abs=0.01), fn

@@ -395,6 +395,8 @@ class FrontDoor:
         """``perplexity``: the sparse arguments of logits; at least one token kept (checked even
         under ``value_checks(False)``: the mean over no token is undefined)."""
         args = self.sparse(labels, logits, True, 0.0, ignore_index, None, axis, "mean", pred_name="logits")
+        if self.ops.is_empty(args[0]):  # the mean over no token is not 0 here: exp(0) = 1 would pass
+            raise V.no_tokens("labels", empty=True)
         if ignore_index is not None and self.ops.values_readable():
             self.ops.require(self.ops.any_not_equal(args[0], ignore_index), V.no_tokens, "labels")
         return args

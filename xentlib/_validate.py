@@ -243,7 +243,6 @@ def labels_shape(name: str, shape, expected, pred_name: str = "y_pred") -> Value
         f"({pred_name}'s shape without its class axis)")
 
 
-def no_tokens(name: str) -> ValueError:
-    return ValueError(
-        f"{name}: every item equals ignore_index, so there is nothing to average; "
-        f"perplexity needs at least one token")
+def no_tokens(name: str, empty: bool = False) -> ValueError:
+    why = "holds no item" if empty else "every item equals ignore_index"
+    return ValueError(f"{name}: {why}, so there is nothing to average; perplexity needs at least one token")
