@@ -299,14 +299,13 @@ def test_categorical_ce(batch, from_logits, data):
     scale *= max(1, items.size) if reduction == "sum" else 1
     what = f"categorical CE {dtype_name} (from_logits={from_logits}, ε={smoothing}, {reduction}, axis={axis})"
     results = {}
-    known = ("tensorflow",) if subnormal(y) or subnormal(y_pred) else ()  # F7: TF flushes subnormals
     for name, got in each_backend("categorical_cross_entropy", np.moveaxis(y, -1, axis),
                                   np.moveaxis(y_pred, -1, axis), from_logits=from_logits,
-                                  label_smoothing=drawn, axis=axis, reduction=reduction, skip=known):
+                                  label_smoothing=drawn, axis=axis, reduction=reduction):
         results[name] = got
         close(got, expected, dtype_name=dtype_name, scale=scale, what=f"{name} {what}", or_else=exact)
 
-    if dtype_name in SIXTEEN or not from_logits or not z.size or known:
+    if dtype_name in SIXTEEN or not from_logits or not z.size:
         return  # built-ins: 16-bit computed in 16 bits; probabilities clipped (Keras) or clamped
     import keras
     import tensorflow as tf
@@ -378,15 +377,11 @@ def test_binary_ce(batch, from_logits, data):
     known = set()
     if pos_weight is not None and dtype_name != "float64" and (pos_weight > F32.max).any():
         known |= set(TORCH_TF)  # F6d: a pos_weight beyond float32's max cast to float32 (inf), times 0: NaN
-    if subnormal(y) or subnormal(y_pred):
-        known.add("tensorflow")  # F7: TF flushes subnormals (float64 too)
     if smoothing > 0 and subnormal(np.asarray(smoothing / 2, loss_dtype(dtype_name))):
         known.add("tensorflow")  # F24: TF flushes a subnormal target eps/2: -0.0 where the answer is inf
     if not from_logits and pos_weight is not None and (t > 0).any() and (y_pred == 0).any():
         if (pos_weight[pos_weight != 0] < F32.tiny).any() and dtype_name != "float64":
             known |= set(TORCH_TF)  # F6b: a float32-subnormal pos_weight cast to float32 (0), times inf: NaN
-        elif subnormal(pos_weight):
-            known.add("tensorflow")  # F6c: TF flushes a float64 subnormal pos_weight to 0, then NaN
     for name, got in each_backend("binary_cross_entropy", y, y_pred, from_logits=from_logits,
                                   label_smoothing=drawn, pos_weight=pos_weight, reduction=reduction,
                                   skip=known):
@@ -438,12 +433,11 @@ def test_information_measures(dists, q_dtype, mixed, base, data):
     scale = np.maximum(np.abs(np.where(np.isfinite(ce), ce, 0)), 1.0).max(initial=1.0)
     moved_p, moved_q = np.moveaxis(p, -1, axis), np.moveaxis(q, -1, axis)
     kwargs = dict(axis=axis, base=base)
-    known = ("tensorflow",) if subnormal(p) or subnormal(q) else ()  # F7: TF flushes subnormals
     for name, got in each_backend("entropy", moved_p, **kwargs):
         close(got, h, dtype_name=dtype_name, rounds_to=dtype_name, what=f"{name} entropy {dtype_name} base={base}")
     for fn, expected in (("cross_entropy", ce), ("kl_divergence", kl)):
         what = f"{fn} {dtypes} base={base} axis={axis}"
-        for name, got in each_backend(fn, moved_p, moved_q, skip=known, **kwargs):
+        for name, got in each_backend(fn, moved_p, moved_q, **kwargs):
             close(got, expected, dtype_name=wider or "float32", rounds_to=wider, what=f"{name} {what}",
                   scale=scale)
             if wider:  # returned in the wider dtype (bfloat16 is read back as float32)
@@ -587,10 +581,8 @@ def test_focal_losses(batch, from_logits, data):
     what = (f"categorical focal {dtype_name} (γ={gamma}, α={alpha_c}, ε={smoothing}, from_logits={from_logits}, "
             f"{reduction})")
     n_rows = max(1, z.size // max(k, 1))
-    known = ("tensorflow",) if subnormal(target_y) or subnormal(y_pred) else ()  # F7: TF flushes subnormals
     for name, got in each_backend("categorical_focal_cross_entropy", target_y, y_pred, gamma=gamma, alpha=alpha_c,
-                                  from_logits=from_logits, label_smoothing=smoothing, reduction=reduction,
-                                  skip=known):
+                                  from_logits=from_logits, label_smoothing=smoothing, reduction=reduction):
         close(got, expected, dtype_name=dtype_name, scale=2 * scale * (n_rows if reduction == "sum" else 1),
               what=f"{name} {what}",
               or_else=reduce_items(terms.sum(axis=-1), reduction) if reduction != "none" else None)
@@ -728,10 +720,6 @@ KNOWN_FAILURES = [  # (id, backends, function, positional arrays, keywords, expe
     ("F6d-pos-weight-beyond-float32", TORCH_TF, "binary_cross_entropy",
      (np.array([0.0], np.float32), np.array([0.0], np.float32)), dict(from_logits=True, pos_weight=np.array(1e300)),
      np.float32(np.log(2))),
-    ("F7-tf-subnormal-p", ("tensorflow",), "cross_entropy",
-     (np.array([1, 1e-45], np.float32), np.array([1, 0], np.float32)), {}, np.inf),
-    ("F7-tf-subnormal-target", ("tensorflow",), "categorical_cross_entropy",
-     (np.array([[1, 1e-45]], np.float32), np.array([[1, 0]], np.float32)), {}, np.inf),
     ("F21-weights-spanning-float32", ("numpy",), "sparse_categorical_cross_entropy",
      (np.array([0]), np.array([[1.0, 0.0]], np.float16)),
      dict(label_smoothing=0.1, class_weight=np.array([1e-30, 5e-324])), np.inf),

@@ -704,7 +704,8 @@ def test_torch_vmap_of_the_losses_without_switching_the_checks_off():
     labels = torch.tensor(rng.integers(0, 5, (4, 3)))
     soft = torch.softmax(torch.tensor(rng.normal(size=(4, 3, 5))), -1)
     cases = {
-        "sparse": (lambda z, y: xt.sparse_categorical_cross_entropy(y, z, from_logits=True, label_smoothing=0.1), labels),
+        "sparse": (lambda z, y: xt.sparse_categorical_cross_entropy(y, z, from_logits=True, label_smoothing=0.1),
+                   labels),
         "sparse probabilities": (lambda z, y: xt.sparse_categorical_cross_entropy(y, torch.softmax(z, -1)), labels),
         "categorical": (lambda z, t: xt.categorical_cross_entropy(t, z, from_logits=True), soft),
         "binary": (lambda z, t: xt.binary_cross_entropy(t, z, from_logits=True), soft),
@@ -763,3 +764,23 @@ def test_f10_tf_conditional_entropy_of_a_bfloat16_table_with_a_tiny_entry():
     for fn, expected in (("conditional_entropy", 0.5), ("mutual_information", 0.0)):
         got = float(tf.cast(getattr(xtf, fn)(tf.constant(p_xy)), tf.float32))
         assert got == pytest.approx(expected, abs=0.01), fn
+
+
+def test_f7_f6c_tf_subnormal_probabilities_and_weights_are_not_zero():
+    """TF's CPU kernels read a subnormal as 0 (x == 0 is True, x * inf is NaN): p = 1e-45 where
+    q = 0 gave -0.0, a subnormal target or pos_weight lost its -log 0 = inf. The zero tests read
+    the bits; an infinite term keeps its sign (fuzz F7, F6c)."""
+    import ml_dtypes
+    f32 = np.float32
+    cases = [("cross_entropy", (np.array([1, 1e-45], f32), np.array([1, 0], f32)), {}),
+             ("kl_divergence", (np.array([1, 1e-45], f32), np.array([1, 0], f32)), {}),
+             ("categorical_cross_entropy", (np.array([[1, 1e-45]], f32), np.array([[1, 0]], f32)), {}),
+             ("categorical_focal_cross_entropy", (np.array([[1, 9.18e-41]], ml_dtypes.bfloat16),
+                                                  np.array([[1, 0]], ml_dtypes.bfloat16)), dict(gamma=0.0)),
+             ("binary_cross_entropy", (np.array([5e-324]), np.array([0.0])), {}),
+             ("binary_cross_entropy", (np.array([0.0]), np.array([0.0])), dict(label_smoothing=0.1,
+                                                                            pos_weight=np.array(5e-324)))]
+    for fn, arrays, kwargs in cases:
+        assert float(getattr(xtf, fn)(*(tf.constant(a) for a in arrays), **kwargs)) == np.inf, fn
+    got = xtf.cross_entropy(tf.constant(np.array([0.5, 0.5])), tf.constant(np.array([1.0, 1e-310])))  # finite
+    assert float(got) == pytest.approx(float(xn.cross_entropy(np.array([0.5, 0.5]), np.array([1.0, 1e-310]))))

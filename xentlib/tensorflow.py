@@ -93,10 +93,27 @@ def _log(x):
     return tf.where(subnormal, tf.stop_gradient(log_subnormal), tf.math.log(x))
 
 
+def _nonzero(x):
+    """``x != 0`` read on the bits: TensorFlow's CPU kernels take a subnormal input for 0."""
+    if x.dtype not in (tf.float32, tf.float64):
+        return tf.not_equal(x, 0)
+    ints = tf.int64 if x.dtype == tf.float64 else tf.int32
+    magnitude = tf.bitwise.bitwise_and(tf.bitcast(x, ints), tf.constant(np.iinfo(ints.as_numpy_dtype).max, ints))
+    return tf.not_equal(magnitude, 0)
+
+
+def _scaled(x, term):
+    """``x * term`` for ``x >= 0``; ``term`` where it is infinite and ``x`` is not 0: the CPU
+    kernels make a subnormal x times inf NaN (x read as 0), where it is inf."""
+    return tf.where(tf.math.is_inf(term), term, x * term)
+
+
 def _xlogy(x, y):
-    r""":math:`x \log y` with :math:`0 \log y = 0`, and gradient 0 (not NaN) there."""
-    zero = tf.equal(x, 0)
-    return tf.where(zero, tf.zeros_like(x), x * _log(tf.where(zero, tf.ones_like(y), y)))
+    r""":math:`x \log y` with :math:`0 \log y = 0`, and gradient 0 (not NaN) there; ``x >= 0``
+    (a subnormal x where y = 0 gives -inf)."""
+    nonzero = _nonzero(x)
+    terms = _scaled(x, _log(tf.where(nonzero, y, tf.ones_like(y))))
+    return tf.where(nonzero, terms, tf.zeros_like(terms))
 
 
 def _clip_unit(x):
@@ -106,9 +123,11 @@ def _clip_unit(x):
 
 
 def _times(weight, nll):
-    """``weight * nll`` with ``0 * inf = 0``: a term of weight 0 adds nothing."""
-    zero = tf.equal(weight, 0)
-    return tf.where(zero, tf.zeros_like(nll), weight * tf.where(zero, tf.zeros_like(nll), nll))
+    """``weight * nll`` with ``0 * inf = 0``: a term of weight 0 adds nothing; ``weight >= 0``
+    (a subnormal weight times inf is inf)."""
+    nonzero = _nonzero(weight)
+    zeros = tf.zeros_like(nll)
+    return tf.where(nonzero, _scaled(weight, tf.where(nonzero, nll, zeros)), zeros)
 
 
 def _sum(x):
@@ -245,9 +264,9 @@ def kl_divergence(p, q, *, axis=-1, base=None):
     """
     p, q, axis, divisor = _fd.two_distributions(p, q, axis, base)
     pc, qc = _common(p, q)
-    zero = tf.equal(pc, 0)
+    zero = ~_nonzero(pc)
     one = tf.ones_like(pc)
-    terms = pc * (_log(tf.where(zero, one, pc)) - _log(tf.where(zero, one, qc)))
+    terms = _scaled(pc, _log(tf.where(zero, one, pc)) - _log(tf.where(zero, one, qc)))
     terms = tf.where(zero, tf.zeros_like(terms), terms)
     return tf.cast(tf.reduce_sum(terms, axis=axis) / divisor, p.dtype)
 
