@@ -784,3 +784,13 @@ def test_f7_f6c_tf_subnormal_probabilities_and_weights_are_not_zero():
         assert float(getattr(xtf, fn)(*(tf.constant(a) for a in arrays), **kwargs)) == np.inf, fn
     got = xtf.cross_entropy(tf.constant(np.array([0.5, 0.5])), tf.constant(np.array([1.0, 1e-310])))  # finite
     assert float(got) == pytest.approx(float(xn.cross_entropy(np.array([0.5, 0.5]), np.array([1.0, 1e-310]))))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f23_mean_over_no_kept_weight_is_zero_even_of_infinite_items(backend):
+    """Every label's weight 0, smoothing puts a weight on a class of probability 0: the items are
+    inf times... nothing kept; torch's float64 fall-back for an overflowing sum divided by 0: inf."""
+    xl, array = BACKENDS[backend]
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(np.array([[1.0, 0.0]], np.float32)),
+                                              label_smoothing=0.1, class_weight=array(np.array([0.0, 1.0])))
+    assert float(got) == 0.0

@@ -140,8 +140,10 @@ def _reduce(per_item, reduction, denominator=None):
         return total.to(per_item.dtype)
     if total.dtype == torch.float64 and _host_readable(per_item) and math.isinf(total.item()):
         # float64 items near its maximum: their sum overflows, their mean need not
-        count = per_item.numel() if denominator is None else denominator
-        return (per_item / count).sum().to(per_item.dtype) if per_item.numel() else total
+        count = per_item.numel() if denominator is None else float(denominator)
+        if not count:  # a mean over no kept weight is 0, even of inf items (of weight 0)
+            return torch.zeros_like(total).to(per_item.dtype)
+        return (per_item / count).sum().to(per_item.dtype)
     if denominator is None:
         count = per_item.numel()
         if not count:
