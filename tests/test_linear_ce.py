@@ -147,6 +147,22 @@ def test_tensorflow_in_tf_function_with_unknown_rows():
 
 
 
+@pytest.mark.parametrize("d", [511, 512])
+def test_tensorflow_logits_either_product_order(d):
+    """From d = 512 on the logits are computed as (W h^T)^T: the same value and gradients."""
+    h, w, b, y = (tf.constant(x) for x in _inputs((5,), d, 7, 8))
+    with tf.GradientTape() as tape:
+        tape.watch([h, w, b])
+        ref = _tf_naive(h, w, b, y, "mean", label_smoothing=0.1)
+    ref_grads = tape.gradient(ref, [h, w, b])
+    with tf.GradientTape() as tape:
+        tape.watch([h, w, b])
+        loss = lce_tf(h, w, y, bias=b, chunk_size=2, label_smoothing=0.1)
+    np.testing.assert_allclose(float(loss), float(ref), rtol=1e-12)
+    for g, r in zip(tape.gradient(loss, [h, w, b]), ref_grads):
+        np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("strategy", [None, "one device"])
 def test_tensorflow_eager_weight_gradient_summed_in_place(strategy):
     """Eagerly the chunks' weight gradients are added into one variable, which the tape
