@@ -256,10 +256,9 @@ def test_sparse_ce_from_probabilities(batch, data):
     scale = 1000.0 if reduction == "mean" else max(w_max, 1.0) * 1000 * max(n, 1)
     known = weights_out_of_range(weight, dtype_name, reduction)
     nonzero = [] if weight is None else weight[weight != 0]
-    if len(nonzero) and (subnormal(weight) or nonzero.max() / nonzero.min() > 1e300) and (q == 0).any():
-        # F26: float64 class weights that are subnormal, or span more than 1e300, times -log 0:
-        # finite or 0, not inf (NumPy); F21's case in float64
-        known = EVERY
+    span = np.log2(nonzero.max()) - np.log2(nonzero.min()) if len(nonzero) else 0.0  # in powers of two
+    if (q == 0).any() and span > (2000 if dtype_name == "float64" else 996):
+        known = EVERY  # F21: weights spanning more than the compute dtype's range: the smallest is 0 there
     for name, got in each_backend("sparse_categorical_cross_entropy", labels, q, label_smoothing=drawn,
                                   class_weight=weight, reduction=reduction, skip=known):
         close(got, expected, dtype_name=dtype_name, scale=min(scale, 1e308),
@@ -706,9 +705,6 @@ KNOWN_FAILURES = [  # (id, backends, function, positional arrays, keywords, expe
     ("F1-weight-beyond-float32", EVERY, "sparse_categorical_cross_entropy",
      (np.array([0]), np.array([[0.0]], np.float32)),
      dict(from_logits=True, class_weight=np.array([1e300]), reduction="sum"), 0.0),
-    ("F1b-tf-subnormal-weights", ("tensorflow",), "sparse_categorical_cross_entropy",
-     (np.array([0]), np.array([[0.0, 0.0]], np.float32)),
-     dict(from_logits=True, class_weight=np.array([5e-324, 5e-324])), np.float32(np.log(2))),
     ("F1c-tf-float64-subnormal-weights", ("tensorflow",), "sparse_categorical_cross_entropy",
      (np.array([0]), np.array([[0.0, 0.0]])), dict(from_logits=True, class_weight=np.array([5e-324, 5e-324])),
      np.log(2)),
@@ -718,9 +714,6 @@ KNOWN_FAILURES = [  # (id, backends, function, positional arrays, keywords, expe
     ("F6d-pos-weight-beyond-float32", TORCH_TF, "binary_cross_entropy",
      (np.array([0.0], np.float32), np.array([0.0], np.float32)), dict(from_logits=True, pos_weight=np.array(1e300)),
      np.float32(np.log(2))),
-    ("F21-weights-spanning-float32", ("numpy",), "sparse_categorical_cross_entropy",
-     (np.array([0]), np.array([[1.0, 0.0]], np.float16)),
-     dict(label_smoothing=0.1, class_weight=np.array([1e-30, 5e-324])), np.inf),
 ]
 
 

@@ -794,3 +794,33 @@ def test_f23_mean_over_no_kept_weight_is_zero_even_of_infinite_items(backend):
     got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(np.array([[1.0, 0.0]], np.float32)),
                                               label_smoothing=0.1, class_weight=array(np.array([0.0, 1.0])))
     assert float(got) == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f26_a_scaled_class_weight_never_becomes_zero(backend):
+    """The mean's power-of-two scale halved a 5e-324 weight to 0 (float64; TF flushes subnormals
+    too), so its class's -log 0 added 0, not inf (fuzz F26); a non-zero weight stays non-zero."""
+    xl, array = BACKENDS[backend]
+    for weight, label in (([5e-324, 1.0], 1), ([1e-300, 1e30], 1), ([3.0, 5e-324], 0)):
+        got = xl.sparse_categorical_cross_entropy(array(np.array([label])), array(np.array([[0.0, 1.0]])),
+                                                  label_smoothing=0.1, class_weight=array(np.array(weight)))
+        assert float(got) == np.inf, weight
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_full_smoothing_at_an_infinite_nll_is_not_nan(backend):
+    """label_smoothing=1 gives the label's nll weight 0: 0 x inf (float64 logits beyond the max
+    apart) was NaN in torch and TF, now 0 and the uniform term alone."""
+    xl, array = BACKENDS[backend]
+    z = array(np.array([[1.7e308, -1.7e308, 1.7e308]]))
+    got = xl.sparse_categorical_cross_entropy(array(np.array([1])), z, from_logits=True, label_smoothing=1.0)
+    assert float(got) == pytest.approx(1.7e308 / 3 * 2, rel=1e-12)  # (log 2 + 3.4e308 + log 2) / 3
+
+
+def test_tf_graph_smoothing_at_the_smallest_normal_times_log_zero_is_inf():
+    """In a tf.function Grappler folded eps / K (eps = 1.2e-38) into a subnormal, flushed to 0: 0 x
+    inf = NaN from the fourth call on (the hot path), where eager gave inf."""
+    args = tf.constant([1]), tf.constant(np.array([[1.0, 0.0]], np.float16))
+    got = [float(xtf.sparse_categorical_cross_entropy(*args, label_smoothing=1.1754943508222875e-38))
+           for _ in range(5)]
+    assert got == [np.inf] * 5

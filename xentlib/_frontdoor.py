@@ -28,7 +28,8 @@ read a few facts from an array:
 ``ops.scaled_to_unit``  weights divided by the power of two that brings the
                        largest weight of a kept label into [1/2, 1) (unless
                        it is 0 or not finite), or lower, so that no weight's
-                       exponent passes ``max_exponent``
+                       exponent passes ``max_exponent``; a non-zero weight
+                       at least ``2**(min_exponent - 1)``
 ``ops.require``        raise ``builder(*args)`` unless ``ok``; in a graph an
                        assertion op with the same message
 ``ops.after``          ``x``, computed after the given assertion ops
@@ -286,9 +287,11 @@ class FrontDoor:
                 # 5e-324 float64 weights with float32 logits were 0 once cast. The largest weight
                 # of a kept label sets the scale: a weight far below it adds nothing anyway, and a
                 # far larger one of a class without items only enters through smoothing, and is
-                # kept within the compute dtype (1e30 scaled by 2^99 was inf in float32: 0 x inf)
-                top = V.weight_max_exponent(self.ops.dtype_name(class_weight), self.ops.dtype_name(y_pred))
-                class_weight = self.ops.scaled_to_unit(class_weight, labels, ignore_index, top)
+                # kept within the compute dtype (1e30 scaled by 2^99 was inf in float32: 0 x inf);
+                # a non-zero weight never becomes 0 (5e-324 halved was: 0 x -log 0 = 0, not inf)
+                low, high = V.weight_exponents(self.ops.dtype_name(class_weight), self.ops.dtype_name(y_pred),
+                                               self.ops.keeps_subnormals)
+                class_weight = self.ops.scaled_to_unit(class_weight, labels, ignore_index, low, high)
         y_pred = self.predictions(y_pred, from_logits, axis, pred_name)
         return labels, y_pred, label_smoothing, ignore_index, class_weight, axis, num_classes
 

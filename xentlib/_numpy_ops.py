@@ -19,6 +19,7 @@ def host_array(x, name):
 
 
 class NumpyOps:
+    keeps_subnormals = True  # arithmetic on subnormal numbers is exact
     def is_array(self, x):
         return isinstance(x, (np.ndarray, np.generic))
 
@@ -89,7 +90,7 @@ class NumpyOps:
     def all_nonnegative(self, w, strict=False):
         return bool(np.isfinite(w).all() and ((w > 0) if strict else (w >= 0)).all())
 
-    def scaled_to_unit(self, w, labels, ignore_index, max_exponent):
+    def scaled_to_unit(self, w, labels, ignore_index, min_exponent, max_exponent):
         used = (labels >= 0) & (labels < len(w))
         if ignore_index is not None:
             used &= labels != ignore_index
@@ -98,7 +99,9 @@ class NumpyOps:
             return w
         # no weight beyond the range: a far larger one (a class without items) bounds the scale
         largest = np.frexp(w.max())[1] - (max_exponent - 1)
-        return np.ldexp(w, -max(np.frexp(top)[1], largest)).astype(w.dtype)
+        scaled = np.ldexp(w, -max(np.frexp(top)[1], largest)).astype(w.dtype)
+        # a non-zero weight stays non-zero (at least the smallest positive number): times -log 0 it is inf
+        return np.where(w > 0, np.maximum(scaled, np.ldexp(1.0, min_exponent - 1)), scaled).astype(w.dtype)
 
     def values_readable(self):
         return True

@@ -24,6 +24,7 @@ def _py(value):
 
 
 class TensorFlowOps:
+    keeps_subnormals = False  # the CPU kernels flush them to 0
     def is_array(self, x):
         return tf.is_tensor(x) or isinstance(x, tf.Variable)
 
@@ -146,7 +147,7 @@ class TensorFlowOps:
             positive = w >= 0
         return self._answer(tf.reduce_all(tf.math.is_finite(w) & positive))
 
-    def scaled_to_unit(self, w, labels, ignore_index, max_exponent):
+    def scaled_to_unit(self, w, labels, ignore_index, min_exponent, max_exponent):
         used = (labels >= 0) & (labels < tf.shape(w, out_type=labels.dtype)[0])
         if ignore_index is not None:
             used &= tf.not_equal(labels, ignore_index)
@@ -158,7 +159,12 @@ class TensorFlowOps:
         largest = _exponent(tf.stop_gradient(tf.reduce_max(w))) - (max_exponent - 1)
         exponent = tf.maximum(exponent, largest)
         half = tf.math.floor(exponent / 2)  # two normal powers of two: tf.pow flushes 2^-127
-        return w * tf.pow(tf.constant(2, w.dtype), -half) * tf.pow(tf.constant(2, w.dtype), half - exponent)
+        scaled = w * tf.pow(tf.constant(2, w.dtype), -half) * tf.pow(tf.constant(2, w.dtype), half - exponent)
+        # a non-zero weight stays non-zero (at least the smallest normal number: the CPU kernels
+        # flush subnormals): times -log 0 it is inf
+        smallest = tf.constant(np.ldexp(1.0, min_exponent - 1), w.dtype)
+        positive = tf.bitcast(w, {8: tf.int64, 4: tf.int32, 2: tf.int16}[w.dtype.size]) > 0  # subnormals too
+        return tf.where(positive & (scaled < smallest), smallest + tf.zeros_like(w), scaled)
 
     def values_readable(self):
         return True

@@ -118,7 +118,7 @@ class TorchOps(NumpyOps):
         w = w.detach()
         return bool((torch.isfinite(w) & ((w > 0) if strict else (w >= 0))).all())
 
-    def scaled_to_unit(self, w, labels, ignore_index, max_exponent):
+    def scaled_to_unit(self, w, labels, ignore_index, min_exponent, max_exponent):
         if not (w.numel() and labels.numel()):
             return w
         used = (labels >= 0) & (labels < w.shape[0])
@@ -133,7 +133,10 @@ class TorchOps(NumpyOps):
         half, one = exponent // 2, torch.ones((), dtype=w.dtype, device=w.device)
         # on the device: no host read; two normal powers of two (2^1073 is beyond float64), a
         # product, as torch.ldexp's own gradient is 0
-        return w * torch.ldexp(one, -half) * torch.ldexp(one, half - exponent)
+        scaled = w * torch.ldexp(one, -half) * torch.ldexp(one, half - exponent)
+        # a non-zero weight stays non-zero (at least the smallest positive number): times -log 0 it is inf
+        smallest = float(np.ldexp(1.0, min_exponent - 1))
+        return torch.where((w > 0) & (scaled < smallest), smallest, scaled)
 
     def move_to_last(self, x, axis):
         return x.movedim(axis, -1)

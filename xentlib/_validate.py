@@ -93,15 +93,22 @@ def check_fraction(name: str, value) -> float:
     return value
 
 
-#: frexp's exponent of each dtype's largest number (NumPy's ``finfo.maxexp``).
+#: frexp's exponent of each dtype's largest number (NumPy's ``finfo.maxexp``) and smallest subnormal.
 MAX_EXPONENT = {"float64": 1024, "float32": 128, "bfloat16": 128, "float16": 16}
+MIN_EXPONENT = {"float64": -1073, "float32": -148, "bfloat16": -132, "float16": -23}
 
 
-def weight_max_exponent(weight_dtype: str, pred_dtype: str) -> int:
-    """The largest exponent a scaled class weight may have: within its own dtype and the dtype
-    the loss is computed in (float64, else float32: 16-bit predictions are computed in float32)."""
-    compute = MAX_EXPONENT["float64" if pred_dtype == "float64" else "float32"]
-    return min(MAX_EXPONENT.get(weight_dtype, 1024), compute)
+MANTISSA_BITS = {"float64": 52, "float32": 23, "bfloat16": 7, "float16": 10}
+
+
+def weight_exponents(weight_dtype: str, pred_dtype: str, subnormals: bool = True) -> tuple[int, int]:
+    """The exponents (frexp's) a scaled class weight may span: within its own dtype and the dtype
+    the loss is computed in (float64, else float32: 16-bit predictions are computed in float32);
+    without ``subnormals`` (TensorFlow's CPU kernels flush them) down to the smallest normal."""
+    compute = "float64" if pred_dtype == "float64" else "float32"
+    lows = [MIN_EXPONENT.get(dtype, -1073) + (0 if subnormals else MANTISSA_BITS.get(dtype, 52))
+            for dtype in (weight_dtype, compute)]
+    return max(lows), min(MAX_EXPONENT.get(weight_dtype, 1024), MAX_EXPONENT[compute])
 
 
 #: The smallest normal number of the dtype a loss is computed in (16-bit inputs: float32).

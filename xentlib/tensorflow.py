@@ -373,12 +373,12 @@ def _sparse_from_logits(labels, z, kept, weight, eps, reduction):
         """Per-item losses of the shifted logits ``e`` (0 where not kept), float64 with weights."""
         e_y = tf.gather(e, safe, axis=1, batch_dims=1)
         k = tf.cast(num_classes, e.dtype)
-        if weight is None:
-            per_item = (1 - eps) * tf.cast(w_y, e.dtype) * (log_s - e_y)
+        if weight is None:  # eps = 1 at an nll of inf: 0, not 0 x inf
+            per_item = _times((1 - eps) * tf.cast(w_y, e.dtype), log_s - e_y)
             if eps > 0:  # -sum_c log q_c / C
                 per_item += eps * (k * log_s - tf.reduce_sum(e, axis=1)) / k
         else:
-            per_item = (1 - eps) * _wide(w_y) * _wide(log_s - e_y)
+            per_item = _times((1 - eps) * _wide(w_y), _wide(log_s - e_y))
             if eps > 0:  # -sum_c w_c log q_c / C
                 e_w = tf.linalg.matvec(_wide(e), _wide(weight))
                 per_item += eps * (_wide(total_w) * _wide(log_s) - e_w) / _wide(k)
@@ -558,7 +558,9 @@ def _sparse_terms(labels, z, kept, weight, label_smoothing, num_classes):
             log_q = _log(tf.where(tf.equal(weight, 0), tf.ones_like(q), q))
             w_log_q = -_times(_wide(weight), -_wide(log_q))
         uniform = -tf.reduce_sum(w_log_q, axis=-1) / tf.cast(num_classes, w_log_q.dtype)
-        per_item = per_item + label_smoothing * tf.where(kept, uniform, tf.zeros_like(uniform))
+        # eps x inf kept inf: in a graph Grappler folds eps / K, below the smallest normal for
+        # eps = 1.2e-38, to 0 (0 x inf: NaN)
+        per_item = per_item + _scaled(label_smoothing, tf.where(kept, uniform, tf.zeros_like(uniform)))
     return tf.where(kept, per_item, tf.zeros_like(per_item)), w_y
 
 

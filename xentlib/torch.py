@@ -364,10 +364,10 @@ def _sparse_forward(z, safe, kept, weight, eps, reduction):
     log_q = _log_softmax(z)
     w_y = kept.to(z.dtype) if weight is None else torch.where(kept, weight[safe.squeeze(-1)], 0.0)
     log_q_y = log_q.gather(-1, safe).squeeze(-1)
-    if weight is None:
-        per_item = -(1 - eps) * w_y * log_q_y
+    if weight is None:  # eps = 1 at an nll of inf (float64 logits near the max): 0, not 0 x inf
+        per_item = _times((1 - eps) * w_y, -log_q_y)
     else:
-        per_item = (1 - eps) * _times(_wide(w_y), -_wide(log_q_y))  # weight 0 at an nll of inf: 0
+        per_item = _times((1 - eps) * _wide(w_y), -_wide(log_q_y))  # weight 0 at an nll of inf: 0
     denominator = w_y.sum()
     if eps > 0:  # -sum_c w_c log q_c / C
         w_log_q = _sum(log_q, dim=-1) if weight is None else torch.matmul(_wide(log_q), _wide(weight))
