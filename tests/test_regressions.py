@@ -824,3 +824,14 @@ def test_tf_graph_smoothing_at_the_smallest_normal_times_log_zero_is_inf():
     got = [float(xtf.sparse_categorical_cross_entropy(*args, label_smoothing=1.1754943508222875e-38))
            for _ in range(5)]
     assert got == [np.inf] * 5
+
+
+def test_f33_tf_mixed_dtypes_keep_a_16_bit_subnormal():
+    """bfloat16 p = 9.2e-41 with float64 q: TF's cast to float64 flushed it, -0.0 where q = 0 (inf)."""
+    import ml_dtypes
+    p, q = np.array([1, 9.18355e-41], ml_dtypes.bfloat16), np.array([1.0, 0.0])
+    for fn in ("cross_entropy", "kl_divergence"):
+        assert float(getattr(xtf, fn)(tf.constant(p), tf.constant(q))) == np.inf, fn
+    tiny_q = np.array([1, 9.18355e-41], ml_dtypes.bfloat16)  # a subnormal q is finite: -0.5 log 9.2e-41
+    got = xtf.cross_entropy(tf.constant(np.array([0.5, 0.5])), tf.constant(tiny_q))
+    assert float(got) == pytest.approx(-0.5 * np.log(9.18355e-41), rel=1e-3)

@@ -62,8 +62,10 @@ class TensorFlowOps:
         widest = max(dtypes, key=lambda d: d.size)
         if widest.size == 2 and len(dtypes) > 1:
             widest = tf.float32
-        return tuple(widen_float32(x) if (x.dtype, widest) == (tf.float32, tf.float64) else tf.cast(x, widest)
-                     for x in xs)
+        # to float64 through float32's bits: TensorFlow's CPU cast flushes subnormals (16-bit ones
+        # are normal in float32 or cast exactly there)
+        return tuple(widen_float32(tf.cast(x, tf.float32)) if widest == tf.float64 and x.dtype != tf.float64
+                     else tf.cast(x, widest) for x in xs)
 
     def is_float(self, x):
         return x.dtype.is_floating
