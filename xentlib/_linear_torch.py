@@ -59,8 +59,7 @@ materialised logits. Higher-order gradients (``create_graph=True``, e.g. a
 gradient penalty) and ``torch.func`` transforms (``grad``, ``vmap``, ``jvp``,
 ``hessian``) are exact, but they go through plain autograd ops, which keep every
 chunk's logits: the memory of the naive form, not of the fused pass (under
-``vmap`` turn the value checks off, ``xentlib.value_checks(False)``, as they read
-values back). Lists and NumPy arrays are accepted; every tensor is made on
+``vmap`` the value checks that read values back are skipped). Lists and NumPy arrays are accepted; every tensor is made on
 ``hidden``'s device.""", """
 >>> import torch
 >>> from xentlib import torch as xl
