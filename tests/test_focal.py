@@ -148,6 +148,29 @@ def test_categorical_equals_keras_with_keras_alpha_and_differs_by_default():
     np.testing.assert_allclose(keras_default, 0.25 * ours_default, rtol=1e-5)
 
 
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.3])
+def test_categorical_equals_keras_with_label_smoothing(smoothing):
+    """Both smooth the targets to (1 - eps) y + eps / K before the focal weighting."""
+    y = np.eye(5)[RNG.integers(0, 5, 6)].astype(np.float32)
+    z = np.clip(Z, -6, 6).astype(np.float32)
+    theirs = keras.losses.CategoricalFocalCrossentropy(alpha=0.25, from_logits=True,
+                                                       label_smoothing=smoothing)(y, z)
+    ours = xnp.categorical_focal_cross_entropy(y, z.astype(np.float64), alpha=0.25,
+                                               from_logits=True, label_smoothing=smoothing)
+    np.testing.assert_allclose(float(theirs), float(ours), rtol=1e-5)
+
+
+def test_keras_binary_focal_clips_probabilities():
+    """From probabilities Keras clips p to [1e-7, 1 - 1e-7]: a certain wrong answer costs about
+    16 nats there; the exact loss is infinite."""
+    y, p = np.array([[1.0, 0.0]], np.float32), np.array([[0.0, 1.0]], np.float32)
+    theirs = float(keras.losses.BinaryFocalCrossentropy(gamma=2.0)(y, p))
+    one_below = np.float32(1) - np.float32(1e-7)        # 1 - 1e-7 rounded to float32
+    clipped = (-np.log(1e-7) - np.log1p(-float(one_below))) / 2
+    np.testing.assert_allclose(theirs, clipped, rtol=1e-4)
+    assert float(xnp.binary_focal_cross_entropy(y, p, gamma=2.0)) == np.inf
+
 def test_keras_saturates_at_logits_of_100():
     y, z = np.array([[0.0, 1.0]], np.float32), np.array([[100.0, -100.0]], np.float32)
     theirs = float(keras.losses.CategoricalFocalCrossentropy(from_logits=True)(y, z))
