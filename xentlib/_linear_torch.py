@@ -59,8 +59,8 @@ materialised logits. Higher-order gradients (``create_graph=True``, e.g. a
 gradient penalty) and ``torch.func`` transforms (``grad``, ``vmap``, ``jvp``,
 ``hessian``) are exact, but they go through plain autograd ops, which keep every
 chunk's logits: the memory of the naive form, not of the fused pass (under
-``vmap`` the value checks that read values back are skipped). Lists and NumPy arrays are accepted; every tensor is made on
-``hidden``'s device.""", """
+``vmap`` the value checks that read values back are skipped). Lists and NumPy
+arrays are accepted; every tensor is made on ``hidden``'s device.""", """
 >>> import torch
 >>> from xentlib import torch as xl
 >>> g = torch.Generator().manual_seed(0)
