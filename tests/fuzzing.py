@@ -49,7 +49,7 @@ _COMMON = dict(deadline=None, derandomize=False, print_blob=True, suppress_healt
 # CI reports the first failure only: once a bug is found, Hypothesis otherwise goes on looking
 # for others for up to 10 s of wall-clock time, so which further failures a run reported (and
 # how far each was shrunk) depended on the machine's load, even derandomised.
-settings.register_profile("ci", max_examples=300, database=None,
+settings.register_profile("ci", max_examples=int(os.environ.get("FUZZ_CI_EXAMPLES", 300)), database=None,
                           **dict(_COMMON, derandomize=True, report_multiple_bugs=False))
 settings.register_profile("deep", max_examples=10_000, database=None, **_COMMON)
 settings.register_profile("dev", max_examples=100, **_COMMON)  # failures replayed from .hypothesis/

@@ -706,38 +706,3 @@ def test_bfloat16_is_refused_by_numpy_only(backend):
             call(backend, "log_softmax", z)
     else:
         assert call(backend, "log_softmax", z).shape == (2, 3)
-
-
-# ---- the known failures' minimal reproducers (strict: each passes once its fix lands) -----------
-
-KNOWN_FAILURES = [  # (id, backends, function, positional arrays, keywords, expected)
-    ("F1-weight-beyond-float32", EVERY, "sparse_categorical_cross_entropy",
-     (np.array([0]), np.array([[0.0]], np.float32)),
-     dict(from_logits=True, class_weight=np.array([1e300]), reduction="sum"), 0.0),
-    ("F1c-tf-float64-subnormal-weights", ("tensorflow",), "sparse_categorical_cross_entropy",
-     (np.array([0]), np.array([[0.0, 0.0]])), dict(from_logits=True, class_weight=np.array([5e-324, 5e-324])),
-     np.log(2)),
-    ("F6b-subnormal-pos-weight-zero-q", TORCH_TF, "binary_cross_entropy",
-     (np.array([0.0], np.float32), np.array([0.0], np.float32)),
-     dict(label_smoothing=0.1, pos_weight=np.array(5e-324)), np.inf),
-    ("F6d-pos-weight-beyond-float32", TORCH_TF, "binary_cross_entropy",
-     (np.array([0.0], np.float32), np.array([0.0], np.float32)), dict(from_logits=True, pos_weight=np.array(1e300)),
-     np.float32(np.log(2))),
-    ("F31-float64-weights-spanning-the-range-smoothed", ("numpy", "torch"), "sparse_categorical_cross_entropy",
-     (np.array([0]), np.array([[1.0, 5e-324]])), dict(label_smoothing=8.09443256190598e-52,
-                                                      class_weight=np.array([5e-324, 1e-3])),
-     6.098197688171461e271),  # eps w_1 (-log 5e-324) / 2 / w_0
-]
-
-
-@pytest.mark.parametrize(
-    "backend_name, fn, arrays, kwargs, expected",
-    [pytest.param(b, fn, arrays, kwargs, expected, id=f"{case}-{b}",
-                  marks=pytest.mark.xfail(strict=True, reason=f"{case} (fuzz finding, not yet fixed)"))
-     for case, backends, fn, arrays, kwargs, expected in KNOWN_FAILURES for b in backends])
-def test_known_failure(backend_name, fn, arrays, kwargs, expected):
-    backend = next(b for b in BACKENDS if b.name == backend_name)
-    for _ in range(4):  # TF runs a call seen three times as a tf.function: both paths checked
-        got = call(backend, fn, *arrays, **kwargs)
-    assert np.array_equal(got, np.asarray(expected, got.dtype)) if np.isinf(expected) or expected == 0 else \
-        np.isclose(got, expected, rtol=1e-6), (backend_name, fn, got, expected)

@@ -6,7 +6,6 @@ from fractions import Fraction
 
 import ml_dtypes
 import numpy as np
-import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -289,34 +288,3 @@ def test_fit_temperature_minimises_the_nll(dtype_name, n, k, magnitude, data):
         results[backend.name] = t
     values = np.array(list(results.values()))
     assert np.allclose(values, values[:1], rtol=1e-5), results
-
-
-# ---- the known failures' minimal reproducers (strict: each passes once its fix lands) -----------
-
-BF16_PROBS = np.array([[0.75, 0.25]], FLOATS["bfloat16"])
-KNOWN_FAILURES = [  # (id, backend, function, positional arrays, expected)
-    ("F29-torch-bfloat16-ece", "torch", "expected_calibration_error", (np.array([0]), BF16_PROBS), 0.25),
-    ("F29-torch-bfloat16-mce", "torch", "maximum_calibration_error", (np.array([0]), BF16_PROBS), 0.25),
-    ("F29-torch-bfloat16-temperature", "torch", "fit_temperature", (BF16_PROBS, np.array([0])), None),
-    ("F30-tf-bfloat16-temperature", "tensorflow", "fit_temperature", (BF16_PROBS, np.array([0])), None),
-    *((f"F32-edge-rounded-below-{b}", b, "expected_calibration_error",  # 0.33333333333333337 > 1/3: bin 2 of 3
-       (np.array([0, 0]), np.array([[1 / 3, 2 / 9, 2 / 9, 2 / 9], [2 / 9, 0.33333333333333337, 2 / 9, 2 / 9]])),
-       None)
-      for b in ("numpy", "torch", "tensorflow")),
-]
-
-
-@pytest.mark.parametrize(
-    "backend_name, fn, arrays, expected",
-    [pytest.param(b, fn, arrays, expected, id=case,
-                  marks=pytest.mark.xfail(strict=True, reason=f"{case} (fuzz finding, not yet fixed)"))
-     for case, b, fn, arrays, expected in KNOWN_FAILURES])
-def test_known_failure(backend_name, fn, arrays, expected):
-    backend = next(b for b in BACKENDS if b.name == backend_name)
-    kwargs = {"n_bins": 3} if fn == "expected_calibration_error" and len(arrays[0]) == 2 else {}  # F32
-    got = call(backend, fn, *arrays, **kwargs)
-    if kwargs:  # row 0 right at confidence 1/3 (bin 1), row 1 wrong just above it (bin 2): (2/3 + 1/3) / 2
-        expected = 0.5
-    elif expected is None:  # fit_temperature: what the float32 logits give
-        expected = call(backend, fn, *(a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays))
-    assert np.isclose(got, expected, rtol=1e-2), (backend_name, fn, got, expected)
