@@ -835,3 +835,20 @@ def test_f33_tf_mixed_dtypes_keep_a_16_bit_subnormal():
     tiny_q = np.array([1, 9.18355e-41], ml_dtypes.bfloat16)  # a subnormal q is finite: -0.5 log 9.2e-41
     got = xtf.cross_entropy(tf.constant(np.array([0.5, 0.5])), tf.constant(tiny_q))
     assert float(got) == pytest.approx(-0.5 * np.log(9.18355e-41), rel=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_f29_f30_calibration_and_temperature_take_bfloat16(backend):
+    """The host copy of a bfloat16 tensor: torch's .numpy() raised a raw TypeError (ECE, MCE,
+    fit_temperature); TF's bfloat16 array was refused by the NumPy search ('must have a
+    floating-point dtype (..., bfloat16, ...); got bfloat16'). Both are read as float32."""
+    xl, array = BACKENDS[backend]
+    probs = np.array([[0.75, 0.25], [0.4, 0.6]], np.float32)
+    as_bf16 = (lambda a: torch.tensor(a).bfloat16()) if backend == "torch" else (
+        lambda a: tf.cast(tf.constant(a), tf.bfloat16))
+    labels = array(np.array([0, 0]))
+    for fn in ("expected_calibration_error", "maximum_calibration_error"):
+        expected = float(getattr(xl, fn)(labels, array(probs)))
+        assert float(getattr(xl, fn)(labels, as_bf16(probs))) == pytest.approx(expected, rel=1e-2), fn
+    t = xl.fit_temperature(as_bf16(probs), labels)
+    assert float(t) == pytest.approx(float(xl.fit_temperature(array(probs), labels)), rel=1e-2)

@@ -224,8 +224,9 @@ class TensorFlowOps:
         return move_to_last(x, axis)
 
     def to_host(self, x):
-        """Eager tensors only (see :meth:`on_host` for a graph)."""
-        return x.numpy()
+        """Eager tensors only (see :meth:`on_host` for a graph); bfloat16 as float32, which
+        holds every value (NumPy has no bfloat16: the reference refuses ml_dtypes' type)."""
+        return (tf.cast(x, tf.float32) if x.dtype == tf.bfloat16 else x).numpy()
 
     def from_host(self, a, like=None):
         return tf.constant(a)
@@ -234,7 +235,7 @@ class TensorFlowOps:
         """``fn`` of the host copies of ``xs``, its ``outputs`` float64 results as tensors; in a
         graph one ``tf.numpy_function`` (run after the assertions on ``xs``; not under XLA)."""
         if tf.executing_eagerly():
-            return tuple(tf.constant(a) for a in fn(*(x.numpy() for x in xs)))
+            return tuple(tf.constant(a) for a in fn(*(self.to_host(x) for x in xs)))
         results = tf.numpy_function(fn, list(xs), [tf.float64] * outputs, stateful=False)
         for r in results:
             r.set_shape([None])

@@ -142,7 +142,9 @@ class TorchOps(NumpyOps):
         return x.movedim(axis, -1)
 
     def to_host(self, x):
-        return x.detach().cpu().numpy()
+        """A NumPy copy; bfloat16 (which NumPy lacks) as float32, which holds every value."""
+        x = x.detach()
+        return (x.float() if x.dtype == torch.bfloat16 else x).cpu().numpy()
 
     def from_host(self, a, like=None):
         return torch.as_tensor(a, device=None if like is None else like.device)
