@@ -385,7 +385,9 @@ def main():
             "quick": args.quick, "config": cfg,
             "method": ("each case in a fresh process; extra peak memory = peak RSS (VmHWM, reset "
                        "through /proc/self/clear_refs) during the first forward+backward minus "
-                       "RSS just before it (inputs excluded; gradients and temporaries included); "
+                       "RSS just before it (inputs excluded; gradients and temporaries included), for "
+                       "TensorFlow the same read from its CPU allocator (get_memory_info), which "
+                       "reuses freed buffers the RSS would not show; "
                        "time = median of the repeated steps after it "
                        f"({cfg['loss_repeats']} for losses, after 3 untimed calls, "
                        f"{cfg['linear_repeats']} for linear CE, "
