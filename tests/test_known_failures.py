@@ -49,26 +49,3 @@ def test_known_loss_failure(backend_name, fn, arrays, kwargs, expected):
     assert np.array_equal(got, np.asarray(expected, got.dtype)) if np.isinf(expected) or expected == 0 else \
         np.isclose(got, expected, rtol=1e-6), (backend_name, fn, got, expected)
 
-
-KNOWN_CALIBRATION_FAILURES = [  # (id, backend, function, positional arrays, expected)
-    *((f"F32-edge-rounded-below-{b}", b, "expected_calibration_error",  # 0.33333333333333337 > 1/3: bin 2 of 3
-       (np.array([0, 0]), np.array([[1 / 3, 2 / 9, 2 / 9, 2 / 9], [2 / 9, 0.33333333333333337, 2 / 9, 2 / 9]])),
-       None)
-      for b in ("numpy", "torch", "tensorflow")),
-]
-
-
-@pytest.mark.parametrize(
-    "backend_name, fn, arrays, expected",
-    [pytest.param(b, fn, arrays, expected, id=case,
-                  marks=pytest.mark.xfail(strict=True, reason=f"{case} (fuzz finding, not yet fixed)"))
-     for case, b, fn, arrays, expected in KNOWN_CALIBRATION_FAILURES])
-def test_known_calibration_failure(backend_name, fn, arrays, expected):
-    backend = next(b for b in BACKENDS if b.name == backend_name)
-    kwargs = {"n_bins": 3} if fn == "expected_calibration_error" and len(arrays[0]) == 2 else {}  # F32
-    got = call(backend, fn, *arrays, **kwargs)
-    if kwargs:  # row 0 right at confidence 1/3 (bin 1), row 1 wrong just above it (bin 2): (2/3 + 1/3) / 2
-        expected = 0.5
-    elif expected is None:  # fit_temperature: what the float32 logits give
-        expected = call(backend, fn, *(a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays))
-    assert np.isclose(got, expected, rtol=1e-2), (backend_name, fn, got, expected)

@@ -852,3 +852,19 @@ def test_f29_f30_calibration_and_temperature_take_bfloat16(backend):
         assert float(getattr(xl, fn)(labels, as_bf16(probs))) == pytest.approx(expected, rel=1e-2), fn
     t = xl.fit_temperature(as_bf16(probs), labels)
     assert float(t) == pytest.approx(float(xl.fit_temperature(array(probs), labels)), rel=1e-2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f32_width_bins_are_exactly_right_closed(backend):
+    """0.33333333333333337 > 1/3 belongs to (1/3, 2/3], but its product with 3 rounds to 1.0:
+    the ceil put it in (0, 1/3]. fl(1/3) < 1/3 stays in the first bin, 0.5 = 2/4 in (1/4, 1/2]."""
+    xl, array = BACKENDS[backend]
+    rows = np.array([[1 / 3, 2 / 9, 2 / 9, 2 / 9], [2 / 9, 0.33333333333333337, 2 / 9, 2 / 9]])
+    labels = array(np.array([0, 0]))
+    # row 0 right at 1/3 (bin 1: gap 2/3), row 1 wrong just above it (bin 2: gap 1/3)
+    assert float(xl.expected_calibration_error(labels, array(rows), n_bins=3)) == pytest.approx(0.5)
+    assert float(xl.maximum_calibration_error(labels, array(rows), n_bins=3)) == pytest.approx(2 / 3)
+    halves = array(np.array([[0.5, 0.5], [0.75, 0.25]]))  # 0.5 in bin 2 of 4, 0.75 in bin 3
+    assert float(xl.maximum_calibration_error(labels, halves, n_bins=4)) == pytest.approx(0.5)
+    from xentlib import metrics
+    assert metrics.reliability_bins([0, 0], rows, n_bins=3)[2].tolist() == [1, 1, 0]

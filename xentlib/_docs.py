@@ -830,7 +830,8 @@ Expected calibration error of the top-class confidence (Naeini et al., 2015; Guo
           \big|\operatorname{acc}(B_b) - \operatorname{conf}(B_b)\big|
 
 Each item's confidence :math:`\max_c p_c` falls into one of ``n_bins`` bins:
-``binning='width'`` cuts (0, 1] into equal, right-closed intervals;
+``binning='width'`` cuts (0, 1] into equal, right-closed intervals
+:math:`(b/B, (b+1)/B]`, exactly (a confidence 1 ulp above an edge is above it);
 ``binning='mass'`` sorts the items by confidence (ties in input order) and
 puts rank :math:`r` (from 0) into bin :math:`\lfloor rB/N \rfloor`, so every
 bin holds :math:`N/B` items, rounded. :math:`\operatorname{acc}` is the share

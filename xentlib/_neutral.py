@@ -64,7 +64,7 @@ def calibration_bins(labels, probs, n_bins, binning, axis):
     confidence = probs.max(axis=-1)
     correct = probs.argmax(axis=-1) == np.asarray(labels).reshape(-1)
     if binning == "width":
-        bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+        bins = width_bins(confidence, n_bins)
     else:
         bins = np.empty(len(confidence), np.int64)
         ranks = np.arange(len(confidence))
@@ -73,3 +73,31 @@ def calibration_bins(labels, probs, n_bins, binning, axis):
     gap = np.abs(np.bincount(bins, weights=correct - confidence, minlength=n_bins))
     kept = count > 0
     return count[kept].astype(np.float64), gap[kept]
+
+
+def width_bins(confidence, n_bins):
+    """The bin of each confidence among ``n_bins`` equal, right-closed intervals of (0, 1],
+    exactly: ``c`` is in bin ``b`` (from 0) where ``b/B < c <= (b+1)/B``.
+
+    ``ceil(c * B) - 1``, except where the product rounds onto an integer ``k`` that the
+    exact product exceeds (``c`` = 0.33333333333333337, ``B`` = 3 gives 1.0): such a ``c``
+    lies above the edge ``k/B``. The product's rounding error is exact (Dekker's product).
+    """
+    confidence = np.asarray(confidence, np.float64)
+    scale = np.float64(n_bins)
+    product = confidence * scale
+    bins = np.ceil(product).astype(np.int64) - 1
+    on_edge = np.flatnonzero(product == np.rint(product))  # few: the error is computed for these only
+    bins[on_edge] += _product_error(confidence[on_edge], scale, product[on_edge]) > 0
+    return np.clip(bins, 0, n_bins - 1)
+
+
+def _product_error(a, b, product):
+    """``a * b - product`` exactly (Dekker: each factor split into two 26-bit halves)."""
+    def split(x):
+        t = 134217729.0 * x  # 2**27 + 1
+        high = t - (t - x)
+        return high, x - high
+    a_high, a_low = split(a)
+    b_high, b_low = split(b)
+    return ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low

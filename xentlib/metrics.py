@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from xentlib._neutral import width_bins
+
 __all__ = ["accuracy", "majority_class_accuracy", "prior_cross_entropy",
            "reliability_bins", "expected_calibration_error", "entity_spans", "entity_scores"]
 
@@ -111,7 +113,7 @@ def reliability_bins(labels, probs, n_bins=10):
         raise ValueError(f"n_bins must be a positive integer; got {n_bins!r}")
     top = probs.max(-1)
     correct = probs.argmax(-1) == labels
-    which = np.clip(np.ceil(top * n_bins).astype(int) - 1, 0, n_bins - 1)
+    which = width_bins(top, n_bins)
     count = np.bincount(which, minlength=n_bins)
     with np.errstate(invalid="ignore"):
         conf = np.bincount(which, weights=top, minlength=n_bins) / count
