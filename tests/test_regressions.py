@@ -868,3 +868,23 @@ def test_f32_width_bins_are_exactly_right_closed(backend):
     assert float(xl.maximum_calibration_error(labels, halves, n_bins=4)) == pytest.approx(0.5)
     from xentlib import metrics
     assert metrics.reliability_bins([0, 0], rows, n_bins=3)[2].tolist() == [1, 1, 0]
+
+
+
+@pytest.mark.parametrize("backend, dtype", [("numpy", "float32"), ("torch", "float32"), ("tensorflow", "float32"),
+                                            ("torch", "bfloat16"), ("tensorflow", "bfloat16")])
+def test_f27_gaussian_nll_where_y_minus_mean_passes_the_max(backend, dtype):
+    """y = 2e38, mean = -2e38: y - mean overflowed float32 (inf) where (y - mean)^2 / (2 var) with
+    var = 3e38 is 2.67e38, finite; the difference is now halved first (exact, never overflows)."""
+    xl, array = BACKENDS[backend]
+    values = np.array([2e38, -2e38, 3e38], np.float32)
+    if dtype == "bfloat16":
+        import ml_dtypes
+        values = values.astype(ml_dtypes.bfloat16).astype(np.float32)  # the bfloat16 values, exactly
+    y, mean, var = values.astype(np.float64)
+    expected = 0.5 * ((y - mean) ** 2 / var + np.log(var))
+    args = [array(np.array([v])) for v in values]
+    if dtype == "bfloat16":
+        args = [a.bfloat16() if backend == "torch" else tf.cast(a, tf.bfloat16) for a in args]
+    for _ in range(4):  # TF: eager, then the compiled graph
+        assert float(xl.gaussian_nll(*args, full=False)) == pytest.approx(expected, rel=1e-6)

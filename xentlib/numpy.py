@@ -344,8 +344,9 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
 def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     var = _compute(variance)
-    with np.errstate(over="ignore"):  # scaled (and halved) before the square: (y - mu)^2 may overflow
-        per_elem = ((_compute(y_true) - _compute(mean)) / np.sqrt(var) * 0.5 ** 0.5) ** 2 + 0.5 * np.log(var)
+    with np.errstate(over="ignore"):
+        per_elem = (_neutral.squared_error_over_twice_variance(_compute(y_true), _compute(mean), np.sqrt(var))
+                    + 0.5 * np.log(var))
     if full:
         per_elem = per_elem + 0.5 * np.log(2 * np.pi)
     per_elem = np.broadcast_to(per_elem, y_true.shape)

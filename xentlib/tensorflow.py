@@ -602,16 +602,18 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
     return tf.cast(_reduce(tf.square(y - z), reduction), _loss_dtype(y_pred))
 
 
+def _zero_over_anything(numerator, denominator):
+    return tf.where(tf.equal(numerator, 0), tf.zeros_like(numerator), numerator / denominator)
+
+
 @shared
 def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     y, mu, var = _common(y_true, mean, variance)
-    # scaled (and halved) before the square: (y - mu)^2 may overflow where (y - mu)^2 / (2 var)
-    # does not; a subnormal variance, which TensorFlow's kernels flush to 0, keeps its log (_log)
-    # and gives inf, or 0 where y = mu (not 0 / 0)
-    d = y - mu
-    scaled = tf.where(tf.equal(d, 0), tf.zeros_like(d), d / tf.sqrt(var)) * 0.5 ** 0.5
-    per_elem = tf.square(scaled) + 0.5 * _log(var)
+    # a subnormal variance, which TensorFlow's kernels flush to 0, keeps its log (_log) and gives
+    # inf, or 0 where y = mu (not 0 / 0)
+    per_elem = (_neutral.squared_error_over_twice_variance(y, mu, tf.sqrt(var), divide=_zero_over_anything)
+                + 0.5 * _log(var))
     if full:
         per_elem = per_elem + 0.5 * np.log(2 * np.pi)
     per_elem = tf.broadcast_to(per_elem, tf.shape(y_true))

@@ -626,9 +626,8 @@ def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     """
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     var = _compute(variance)
-    # scaled (and halved) before the square: (y - mu)^2 may overflow where (y - mu)^2 / (2 var) does not
-    scaled = (_compute(y_true) - _compute(mean)) / torch.sqrt(var) * math.sqrt(0.5)
-    per_elem = scaled ** 2 + 0.5 * torch.log(var)
+    per_elem = (_neutral.squared_error_over_twice_variance(_compute(y_true), _compute(mean), torch.sqrt(var))
+                + 0.5 * torch.log(var))
     if full:
         per_elem = per_elem + 0.5 * math.log(2 * math.pi)
     per_elem = torch.broadcast_to(per_elem, y_true.shape)
