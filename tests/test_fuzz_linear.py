@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import ml_dtypes
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -157,6 +158,14 @@ def test_linear_cross_entropy_matches_the_naive_float64_form(problem):
     against h W^T + b then CE in float64: the value, and for a reduced loss the gradients with
     respect to hidden, weight and bias (torch autograd, TF GradientTape)."""
     dtype_name, hidden, weight, labels, options = problem
+    # float16 h, W or b of magnitude 1e15 hold inf: the first non-empty one of them is named
+    bad = next((name for name, x in (("hidden", hidden), ("weight", weight), ("bias", options["bias"]))
+                if x is not None and x.size and not np.isfinite(x).all()), None)
+    if bad:
+        for backend in backends_for(dtype_name):
+            with pytest.raises(ValueError, match=f"^{bad} must be finite"):
+                call(backend, "linear_cross_entropy", hidden, weight, labels, **options)
+        return
     u, bound, dz_bound = error_bound(hidden, weight, options, dtype_name)
     assume(bound < 1e-3 * float(np.finfo(compute_dtype_of(dtype_name)).max))  # logits far within range
     expected, grads = linear_oracle(hidden, weight, labels, options, dtype_name)
@@ -186,9 +195,14 @@ def grad_tolerance(name, g, dz_error, hidden, weight, u, dtype_name):
     other = {"hidden": np.abs(to_float64(weight)).sum(axis=0),  # (d,): sum over classes of |W_c|
              "weight": rows_h.sum(axis=0)[None, :],              # (1, d): sum over items of |h_n|
              "bias": np.float64(len(rows_h))}[name]
-    tol = dz_error * other * (1 + 8 * u) + 8 * u * np.abs(g)
-    if dtype_name in SIXTEEN:  # rounded to 16 bits (bfloat16 8 bits of mantissa, float16 11)
-        tol = tol + (2.0 ** -8 if dtype_name == "bfloat16" else 2.0 ** -11) * np.abs(g) + float(
+    # TensorFlow's CPU kernels flush a result below the smallest normal to 0 (documented in
+    # xentlib.tensorflow): a gradient entry of 1e-316 may be 0
+    tiny = float(np.finfo(compute_dtype_of(dtype_name)).tiny)
+    tol = dz_error * other * (1 + 8 * u) + 8 * u * np.abs(g) + tiny
+    if dtype_name in SIXTEEN:  # rounded to 16 bits (bfloat16 8 bits of mantissa, float16 11): one ulp,
+        # as the oracle is rounded from the exact value and the backend from a float32 one near it
+        # (an exact value at a midpoint goes either way)
+        tol = tol + (2.0 ** -7 if dtype_name == "bfloat16" else 2.0 ** -10) * np.abs(g) + float(
             ml_dtypes.finfo(FLOATS[dtype_name]).smallest_subnormal)
     return tol
 
@@ -232,16 +246,10 @@ def test_calibration_errors_match_the_exact_bins(dtype_name, n, k, n_bins, binni
     probs = p.astype(dtype)
     labels = data.draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, k - 1)))
     ece, mce = calibration_oracle(labels, probs, n_bins, binning)
-    confidence = [float(c) for c in probs.astype(np.float64).max(axis=-1, initial=0.0)]
-    # F32: a confidence just above an edge b/B whose float64 product with B rounds to b is binned below it
-    rounded_onto_an_edge = binning == "width" and any(
-        c * n_bins == round(c * n_bins) and Fraction(c) * n_bins != round(c * n_bins) for c in confidence)
     out = np.float64 if dtype_name == "float64" else np.float32
     with np.errstate(over="ignore"):
         for name, expected in (("expected_calibration_error", ece), ("maximum_calibration_error", mce)):
             for backend in backends_for(dtype_name):
-                if dtype_name == "bfloat16" and backend.name == "torch" or rounded_onto_an_edge:
-                    continue  # F29: torch's calibration metrics refuse bfloat16 (a raw TypeError); F32
                 got = call(backend, name, labels, probs, n_bins=n_bins, binning=binning)
                 assert got.dtype == out and got.shape == (), (backend.name, name, got.dtype, got.shape)
                 tol = 4 * float(np.finfo(out).eps) * max(expected, 1e-300) + 8 * n * np.finfo(np.float64).eps
@@ -273,8 +281,6 @@ def test_fit_temperature_minimises_the_nll(dtype_name, n, k, magnitude, data):
     out = np.float64 if dtype_name == "float64" else np.float32
     results = {}
     for backend in backends_for(dtype_name):
-        if dtype_name == "bfloat16":
-            continue  # F29 (torch: a raw TypeError), F30 (TF: "must have a floating-point dtype")
         t = call(backend, "fit_temperature", logits, labels)
         assert t.dtype == out and t.shape == (), (backend.name, t.dtype, t.shape)
         t = float(t)
