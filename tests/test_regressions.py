@@ -888,3 +888,41 @@ def test_f27_gaussian_nll_where_y_minus_mean_passes_the_max(backend, dtype):
         args = [a.bfloat16() if backend == "torch" else tf.cast(a, tf.bfloat16) for a in args]
     for _ in range(4):  # TF: eager, then the compiled graph
         assert float(xl.gaussian_nll(*args, full=False)) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_f34_torch_func_vmap_of_a_row_whose_logit_spread_passes_the_max(dtype):
+    """Eager redoes such a row on the host (float32: in float64; float64: every term halved);
+    under torch.func.vmap no value can be read back, and the row stayed inf where the loss is
+    finite (3e38 - (-3e38) passes float32's max, half of it does not)."""
+    big = float(torch.finfo(dtype).max) * 0.9
+    z = torch.tensor([[big, -big], [1.0, 2.0]], dtype=dtype)
+    soft = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=dtype)
+    labels = torch.tensor([0, 1])
+    cases = {
+        "categorical": (lambda z, t: xt.categorical_cross_entropy(t[None], z[None], from_logits=True), soft),
+        "sparse smoothed": (lambda z, y: xt.sparse_categorical_cross_entropy(
+            y[None], z[None], from_logits=True, label_smoothing=0.1), labels),
+    }
+    for name, (fn, other) in cases.items():
+        eager = torch.stack([fn(z[i], other[i]) for i in range(len(z))])
+        assert bool(torch.isfinite(eager).all()), name
+        torch.testing.assert_close(torch.func.vmap(fn)(z, other), eager, msg=name)
+        grads = torch.func.vmap(torch.func.grad(fn))(z, other)
+        torch.testing.assert_close(grads, torch.stack([torch.func.grad(fn)(z[i], other[i]) for i in range(len(z))]),
+                                   msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_logit_spread_beyond_the_max_with_a_zero_class_weight_smoothed(backend):
+    """Smoothing's class sum w . log q multiplied the weight 0 by -log q = inf (a float64 logit
+    spread beyond the max): NaN in torch and TF, where the halved redo (taken for inf rows
+    only) gives the loss (found while fixing F34)."""
+    xl, array = BACKENDS[backend]
+    z = array(np.array([[7.353526654643326e304, 1.1094068996839134e308, -1.340832593099368e308]]))
+    for _ in range(4):  # TF: eager, then the compiled graph
+        got = xl.sparse_categorical_cross_entropy(array(np.array([1])), z, from_logits=True, label_smoothing=0.1,
+                                                  class_weight=array(np.array([0.5, 2.0, 0.0])), reduction="sum")
+        # 0.9 * 2 * 0 + 0.1 / 3 * (0.5 * (z_1 - z_0) + 2 * 0 + 0 * ...), z_1 the max
+        assert float(got) == pytest.approx(0.1 / 3 * 0.5 * (1.1094068996839134e308 - 7.353526654643326e304),
+                                           rel=1e-12)

@@ -139,9 +139,9 @@ def _halved_rows(t, z):
 def _finite_where_possible(rows, t, z):
     """``rows`` (from float64 logits ``z``, classes last), with the rows that overflowed redone by
     :func:`_halved_rows`; float32 logits are redone in float64 before (:func:`_logits_and_log_q`)."""
-    if z.dtype != np.float64 or not np.isinf(rows).any():
+    if z.dtype != np.float64 or np.isfinite(rows).all():
         return rows
-    return np.where(np.isinf(rows), _halved_rows(t(), z), rows)
+    return np.where(np.isfinite(rows), rows, _halved_rows(t(), z))  # NaN: a weight 0 times -log 0
 
 
 def _smoothed(y, epsilon, axis):

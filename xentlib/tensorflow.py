@@ -341,12 +341,13 @@ def _halved_rows(t, z):
 
 
 def _finite_where_possible(rows, t, z):
-    """``rows`` of float64 logits ``z`` with those that overflowed redone by :func:`_halved_rows`
-    (``t()``: the targets, classes last), in one ``tf.cond``."""
+    """``rows`` of float64 logits ``z`` with those that overflowed (or are NaN: a class weight 0
+    times -log 0 in a matvec) redone by :func:`_halved_rows` (``t()``: the targets, classes
+    last), in one ``tf.cond``."""
     if z.dtype != tf.float64:
         return rows
-    return tf.cond(tf.reduce_any(tf.math.is_inf(rows)),
-                   lambda: tf.where(tf.math.is_inf(rows), _halved_rows(t(), z), rows), lambda: rows)
+    finite = tf.math.is_finite(rows)
+    return tf.cond(tf.reduce_all(finite), lambda: rows, lambda: tf.where(finite, rows, _halved_rows(t(), z)))
 
 
 def _shifted(z):

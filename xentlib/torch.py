@@ -111,13 +111,14 @@ def _spread_overflows(z, terms):
     """Whether float32 logits ``z`` give non-finite ``terms`` (sums of log-probabilities) only
     because their spread passes float32's maximum: a log-probability of -inf where the loss
     may be finite (smoothing gives that class eps/K). The caller redoes them in float64. Read
-    on the host, so only on the CPU outside ``torch.func``; elsewhere such a loss stays inf."""
+    on the host, so only on the CPU outside ``torch.func`` (under it see
+    :func:`_finite_where_possible`); on a GPU such a loss stays inf."""
     return z.dtype == torch.float32 and _host_readable(z) and not math.isfinite(terms.sum().item())
 
 
 def _halved_rows(t, z):
-    r""":math:`\sum_c t_c (\operatorname{lse}(z) - z_c)` (classes last) for float64 logits near its
-    maximum, every term halved: :math:`m/2 - z_c/2` cannot overflow where :math:`z_c - m` does (see
+    r""":math:`\sum_c t_c (\operatorname{lse}(z) - z_c)` (classes last) for logits near their
+    dtype's maximum, every term halved: :math:`m/2 - z_c/2` cannot overflow where :math:`z_c - m` does (see
     the NumPy reference)."""
     half_gap = z.amax(dim=-1, keepdim=True) / 2 - z / 2
     log_s = torch.exp(-2 * half_gap).sum(dim=-1).log()
@@ -125,11 +126,18 @@ def _halved_rows(t, z):
 
 
 def _finite_where_possible(rows, t, z):
-    """``rows`` of float64 logits ``z`` with those that overflowed redone by :func:`_halved_rows`
-    (``t()``: the targets, classes last). One host read, so on the CPU outside ``torch.func``."""
-    if z.dtype != torch.float64 or not _host_readable(z) or not math.isinf(rows.sum().item()):
+    """``rows`` of logits ``z`` with those that overflowed redone by :func:`_halved_rows`
+    (``t()``: the targets, classes last). On the CPU, float64 rows after one host read (float32
+    ones were redone in float64 before: :func:`_spread_overflows`). Under ``torch.func`` (vmap,
+    grad), where no value can be read back, every row is also computed halved and the finite
+    one kept (also for a NaN row: a weight 0 times -log 0 in a matmul): one more pass over the
+    logits, there only. On a GPU such a row stays inf."""
+    if _host_readable(z):
+        if z.dtype != torch.float64 or math.isfinite(rows.sum().item()):
+            return rows
+    elif not torch._C._functorch.is_functorch_wrapped_tensor(z):
         return rows
-    return torch.where(torch.isinf(rows), _halved_rows(t(), z), rows)
+    return torch.where(torch.isfinite(rows), rows, _halved_rows(t().to(z.dtype), z))  # NaN: 0 x -log 0
 
 
 def _reduce(per_item, reduction, denominator=None):
@@ -144,6 +152,18 @@ def _reduce(per_item, reduction, denominator=None):
         if not count:  # a mean over no kept weight is 0, even of inf items (of weight 0)
             return torch.zeros_like(total).to(per_item.dtype)
         return (per_item / count).sum().to(per_item.dtype)
+    mean = _mean(total, per_item, denominator)
+    if per_item.dtype == torch.float64 and torch._C._functorch.is_functorch_wrapped_tensor(per_item):
+        # under torch.func no value can be read back: the mean of items / count is also taken,
+        # and kept where the sum overflowed (one more pass over the items, there only)
+        count = per_item.new_tensor(per_item.numel()) if denominator is None else denominator.to(per_item.dtype)
+        kept = count != 0
+        mean = torch.where(torch.isinf(total) & kept, (per_item / torch.where(kept, count, 1.0)).sum(), mean)
+    return mean
+
+
+def _mean(total, per_item, denominator):
+    """``total`` (the items' sum) over their count, or over ``denominator`` (0: the mean is 0)."""
     if denominator is None:
         count = per_item.numel()
         if not count:
