@@ -931,3 +931,39 @@ def test_f35_float64_logit_spread_beyond_the_max_with_a_zero_class_weight(backen
         got = xl.sparse_categorical_cross_entropy(array(np.array([0])), extreme, from_logits=True, label_smoothing=eps,
                                                   class_weight=array(np.array(weight)), reduction="sum")
         assert float(got) == 0.0, (weight, eps)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f1_f6d_weights_beyond_the_compute_dtype_are_a_named_error(backend):
+    """1e300 (float64) with float32 predictions was inf once cast to float32, then inf x 0 = NaN
+    (F1: sparse 'sum', F6d: binary from logits with y = 0). Such a weight is refused, naming the
+    argument and the fix; sparse 'mean' rescales the weights, so there they are taken."""
+    xl, array = BACKENDS[backend]
+    z = array(np.array([[0.0, 0.0]], np.float32))
+    huge = array(np.array([1e300, 1e300]))
+    for reduction in ("sum", "none"):
+        with pytest.raises(ValueError, match="^class_weight must be .* at most 3.40282e\\+38"):
+            xl.sparse_categorical_cross_entropy(array(np.array([0])), z, from_logits=True, class_weight=huge,
+                                                reduction=reduction)
+    got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z, from_logits=True, class_weight=huge)
+    assert float(got) == pytest.approx(np.log(2), rel=1e-6)
+    zero = array(np.array([0.0], np.float32))
+    with pytest.raises(ValueError, match="^pos_weight must be .* at most 3.40282e\\+38"):
+        xl.binary_cross_entropy(zero, zero, from_logits=True, pos_weight=array(np.array(1e300)))
+    got = xl.binary_cross_entropy(array(np.array([0.0])), array(np.array([0.0])), from_logits=True,
+                                  pos_weight=array(np.array(1e300)))  # float64: within range
+    assert float(got) == pytest.approx(np.log(2), rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f6b_a_positive_weight_never_becomes_zero_in_the_compute_dtype(backend):
+    """A float64 weight below float32's smallest positive number was 0 once cast (times -log 0:
+    0 or NaN, where the loss is inf); it is now at least that number (TF: the smallest normal)."""
+    xl, array = BACKENDS[backend]
+    zero = array(np.array([0.0], np.float32))
+    for _ in range(4):  # TF: eager, then the compiled graph
+        got = xl.binary_cross_entropy(zero, zero, label_smoothing=0.1, pos_weight=array(np.array(5e-324)))
+        assert float(got) == np.inf
+        got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(np.array([[0.0, 1.0]], np.float32)),
+                                                  class_weight=array(np.array([1e-46, 1.0])), reduction="sum")
+        assert float(got) == np.inf

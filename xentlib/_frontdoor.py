@@ -24,7 +24,9 @@ read a few facts from an array:
 ``ops.worst_sum``      the sum along ``axes`` farthest from 1
 ``ops.bad_labels``     (any, min, max) of the labels outside [0, C) and not
                        ``ignore_index``
-``ops.all_nonnegative`` every weight finite and >= 0 (``strict``: > 0)
+``ops.all_nonnegative`` every weight finite and >= 0 (``strict``: > 0),
+                       at most ``high`` if given
+``ops.positive_cast``  weights cast to a dtype, a positive one never 0
 ``ops.scaled_to_unit``  weights divided by the power of two that brings the
                        largest weight of a kept label into [1/2, 1) (unless
                        it is 0 or not finite), or lower, so that no weight's
@@ -155,13 +157,26 @@ class FrontDoor:
         any_bad, low, high = self.ops.bad_labels(labels, num_classes, ignore_index)
         return self.ops.require(_not(any_bad), V.bad_labels, name, low, high, num_classes, ignore_index)
 
-    def weights(self, w, name, *, strict=False):
-        if self._checks_values(w):
-            ok = self.ops.all_nonnegative(w, strict=strict)
-            if strict:
-                self.ops.require(ok, lambda: ValueError(f"{name} must be positive and finite"))
-            else:
-                self.ops.require(ok, V.negative, name)
+    def weights(self, w, name, *, strict=False, like=None, fix=None):
+        """Finite weights, >= 0 (``strict``: > 0); with ``like`` (the predictions) also at most the
+        largest number of the dtype the loss is computed in (``fix``: how to mend a larger one)."""
+        if not self._checks_values(w):
+            return
+        compute = None if like is None else V.compute_dtype(self.ops.dtype_name(like))
+        # only a float64 weight can pass float32's maximum (and stay finite)
+        high = V.FLOAT32_MAX if compute == "float32" and self.ops.dtype_name(w) == "float64" else None
+        ok = self.ops.all_nonnegative(w, strict=strict, high=high)
+        if strict:
+            self.ops.require(ok, lambda: ValueError(f"{name} must be positive and finite"))
+        elif high is not None:
+            self.ops.require(ok, V.weight_beyond, name, self.ops.dtype_name(like), fix)
+        else:
+            self.ops.require(ok, V.negative, name)
+
+    def in_compute_dtype(self, w, like):
+        """Weights in the dtype a loss of ``like`` is computed in: rounded, and a positive weight
+        at least that dtype's smallest positive number (TensorFlow: its smallest normal), never 0."""
+        return self.ops.positive_cast(w, V.compute_dtype(self.ops.dtype_name(like)))
 
     # ---- one call per family of functions -------------------------------------------------
 
@@ -280,7 +295,8 @@ class FrontDoor:
                 raise ValueError(
                     f"class_weight must have shape ({'C' if c is None else c},), one weight per "
                     f"class; got {w_shape}")
-            self.weights(class_weight, "class_weight")
+            self.weights(class_weight, "class_weight", like=None if reduction == "mean" else y_pred,
+                         fix="rescale them (reduction='mean' does not depend on their scale)")
             if reduction == "mean":  # sum(w_y l) / sum(w_y) is the same for w / 2^k, and exactly
                 # (a power of two scales without rounding), but its sums stay within the dtype:
                 # 1e35 float32 weights over 1e4 items overflowed the denominator, giving 0, and
@@ -292,6 +308,7 @@ class FrontDoor:
                 low, high = V.weight_exponents(self.ops.dtype_name(class_weight), self.ops.dtype_name(y_pred),
                                                self.ops.keeps_subnormals)
                 class_weight = self.ops.scaled_to_unit(class_weight, labels, ignore_index, low, high)
+            class_weight = self.in_compute_dtype(class_weight, y_pred)
         y_pred = self.predictions(y_pred, from_logits, axis, pred_name)
         return labels, y_pred, label_smoothing, ignore_index, class_weight, axis, num_classes
 
@@ -310,7 +327,8 @@ class FrontDoor:
                 raise ValueError(
                     f"pos_weight must be a scalar or have shape ({last},),"
                     f" one weight per class on the last axis; got {tuple(shape)}")
-            self.weights(pos_weight, "pos_weight")
+            self.weights(pos_weight, "pos_weight", like=y_pred, fix="rescale it")
+            pos_weight = self.in_compute_dtype(pos_weight, y_pred)
         y_pred = self.predictions(y_pred, from_logits)
         return y_true, y_pred, label_smoothing, pos_weight
 

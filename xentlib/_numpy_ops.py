@@ -87,8 +87,16 @@ class NumpyOps:
             return False, 0, 0
         return True, int(labels[bad].min()), int(labels[bad].max())
 
-    def all_nonnegative(self, w, strict=False):
-        return bool(np.isfinite(w).all() and ((w > 0) if strict else (w >= 0)).all())
+    def all_nonnegative(self, w, strict=False, high=None):
+        ok = np.isfinite(w).all() and ((w > 0) if strict else (w >= 0)).all()
+        return bool(ok and (high is None or (w <= high).all()))
+
+    def positive_cast(self, w, dtype_name):
+        if w.dtype == dtype_name:
+            return w
+        with np.errstate(over="ignore"):  # unchecked (value checks off): beyond the max is inf
+            cast = w.astype(dtype_name)
+        return np.where((w > 0) & (cast == 0), np.finfo(dtype_name).smallest_subnormal, cast).astype(dtype_name)
 
     def scaled_to_unit(self, w, labels, ignore_index, min_exponent, max_exponent):
         used = (labels >= 0) & (labels < len(w))

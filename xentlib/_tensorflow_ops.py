@@ -141,13 +141,24 @@ class TensorFlowOps:
             return bool(any_bad), _py(low), _py(high)
         return any_bad, low, high
 
-    def all_nonnegative(self, w, strict=False):
+    def all_nonnegative(self, w, strict=False, high=None):
         if strict:  # on the bits: TensorFlow's CPU comparison flushes a subnormal to 0 (1e-45 > 0 is False)
             bits = tf.bitcast(w, {8: tf.int64, 4: tf.int32, 2: tf.int16}[w.dtype.size])
             positive = bits > 0  # the sign bit makes every negative float a negative integer
         else:
             positive = w >= 0
-        return self._answer(tf.reduce_all(tf.math.is_finite(w) & positive))
+        ok = tf.math.is_finite(w) & positive
+        if high is not None:
+            ok &= w <= high
+        return self._answer(tf.reduce_all(ok))
+
+    def positive_cast(self, w, dtype_name):
+        """The CPU kernels flush subnormals (also a float64 one cast to float32): a positive weight
+        is at least the dtype's smallest normal number, read on the bits."""
+        cast = tf.cast(w, dtype_name)
+        smallest = tf.constant(np.finfo(dtype_name).tiny, cast.dtype)
+        positive = tf.bitcast(w, {8: tf.int64, 4: tf.int32, 2: tf.int16}[w.dtype.size]) > 0
+        return tf.where(positive & (cast < smallest), smallest + tf.zeros_like(cast), cast)
 
     def scaled_to_unit(self, w, labels, ignore_index, min_exponent, max_exponent):
         used = (labels >= 0) & (labels < tf.shape(w, out_type=labels.dtype)[0])

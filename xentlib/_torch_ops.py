@@ -114,9 +114,19 @@ class TorchOps(NumpyOps):
             return False, 0, 0
         return True, int(labels[bad].min()), int(labels[bad].max())
 
-    def all_nonnegative(self, w, strict=False):
+    def all_nonnegative(self, w, strict=False, high=None):
         w = w.detach()
-        return bool((torch.isfinite(w) & ((w > 0) if strict else (w >= 0))).all())
+        ok = torch.isfinite(w) & ((w > 0) if strict else (w >= 0))
+        return bool((ok if high is None else ok & (w <= high)).all())
+
+    def positive_cast(self, w, dtype_name):
+        """On the device: no host read."""
+        dtype = getattr(torch, dtype_name)
+        if w.dtype == dtype:
+            return w
+        cast = w.to(dtype)
+        smallest = float(np.finfo(dtype_name).smallest_subnormal)
+        return torch.where((w > 0) & (cast == 0), smallest, cast)
 
     def scaled_to_unit(self, w, labels, ignore_index, min_exponent, max_exponent):
         if not (w.numel() and labels.numel()):

@@ -244,6 +244,21 @@ def negative(name: str) -> ValueError:
     return ValueError(f"{name} must be non-negative and finite")
 
 
+def compute_dtype(pred_dtype: str) -> str:
+    """The dtype a loss of ``pred_dtype`` predictions is computed in (16-bit: float32)."""
+    return "float64" if pred_dtype == "float64" else "float32"
+
+
+#: The largest float32, the bound of a weight of a loss computed in float32.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def weight_beyond(name: str, pred_dtype: str, fix: str) -> ValueError:
+    return ValueError(
+        f"{name} must be non-negative, finite and at most {FLOAT32_MAX:g}, float32's maximum (a loss of "
+        f"{pred_dtype} predictions is computed in float32); {fix}, or pass float64 predictions")
+
+
 def labels_shape(name: str, shape, expected, pred_name: str = "y_pred") -> ValueError:
     return ValueError(
         f"{name} has shape {tuple(shape)}; expected {tuple(expected)} "

@@ -26,6 +26,13 @@ Conventions, shared by all three backends
   ``'mean'`` divides by the number of items, or, with ``class_weight`` or
   ``ignore_index``, by the summed weight of the kept items, as PyTorch does.
   A mean over zero kept items is 0 (as Keras; PyTorch returns NaN).
+* **Weights** (``class_weight``, ``pos_weight``) enter in the compute dtype
+  (float32 for float32 and 16-bit predictions), rounded to nearest; a positive
+  weight never becomes 0 there (at least the dtype's smallest positive number,
+  in TensorFlow its smallest normal: its kernels flush subnormals). A weight
+  beyond float32's maximum with such predictions is refused, except
+  ``class_weight`` with ``'mean'``, which is scaled by a power of two first
+  (the weighted mean does not depend on the weights' scale).
 * **Label smoothing** below the compute dtype's smallest normal number (float32:
   :math:`1.2 \cdot 10^{-38}`, also for 16-bit inputs) is taken as 0: it would round to 0
   or to a subnormal there, which TensorFlow flushes.
