@@ -14,9 +14,6 @@ from fuzzing import BACKENDS, call, fresh_tf_hot_paths  # noqa: F401 (an autouse
 # ---- the known failures' minimal reproducers (strict: each passes once its fix lands) -----------
 
 KNOWN_LOSS_FAILURES = [  # (id, backends, function, positional arrays, keywords, expected)
-    ("F1c-tf-float64-subnormal-weights", ("tensorflow",), "sparse_categorical_cross_entropy",
-     (np.array([0]), np.array([[0.0, 0.0]])), dict(from_logits=True, class_weight=np.array([5e-324, 5e-324])),
-     np.log(2)),
     ("F31-float64-weights-spanning-the-range-smoothed", ("numpy", "torch"), "sparse_categorical_cross_entropy",
      (np.array([0]), np.array([[1.0, 5e-324]])), dict(label_smoothing=8.09443256190598e-52,
                                                       class_weight=np.array([5e-324, 1e-3])),

@@ -967,3 +967,17 @@ def test_f6b_a_positive_weight_never_becomes_zero_in_the_compute_dtype(backend):
         got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(np.array([[0.0, 1.0]], np.float32)),
                                                   class_weight=array(np.array([1e-46, 1.0])), reduction="sum")
         assert float(got) == np.inf
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f1c_a_weighted_mean_of_subnormal_class_weights(backend):
+    """TF scaled the weights by a power of two read through its kernels, which flush a subnormal
+    weight to 0: the scale was 1, the weights stayed subnormal (0), and the mean 0; it reads
+    their bits now. A weighted mean does not depend on the weights' scale: log 2 here."""
+    xl, array = BACKENDS[backend]
+    for dtype, tiny in ((np.float64, 5e-324), (np.float32, 1e-45)):
+        z = array(np.zeros((1, 2), dtype))
+        for _ in range(4):  # TF: eager, then the compiled graph
+            got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z, from_logits=True,
+                                                      class_weight=array(np.array([tiny, tiny], dtype)))
+            assert float(got) == pytest.approx(np.log(2), rel=1e-6), dtype

@@ -164,15 +164,21 @@ class TensorFlowOps:
         used = (labels >= 0) & (labels < tf.shape(w, out_type=labels.dtype)[0])
         if ignore_index is not None:
             used &= tf.not_equal(labels, ignore_index)
-        picked = tf.gather(w, tf.where(used, labels, tf.zeros_like(labels)))
-        # -inf if empty; a constant factor for the gradient
-        top = tf.stop_gradient(tf.reduce_max(tf.where(used, picked, tf.zeros_like(picked))))
-        exponent = _exponent(top)
+        # each weight as f 2^k, f normal: a subnormal one (flushed by the kernels) counts too
+        f, k = _unflushed(tf.stop_gradient(w))
+        none = tf.constant(-1e4, w.dtype)
+        exponents = tf.where(f > 0, _exponent(f) + k, none + tf.zeros_like(f))
+        picked = tf.gather(exponents, tf.where(used, labels, tf.zeros_like(labels)))
+        top = tf.reduce_max(tf.where(used, picked, none + tf.zeros_like(picked)))  # a constant factor
+        exponent = tf.where(top > none, top, tf.zeros_like(top))  # no kept weight > 0: unscaled
         # no weight beyond the range: a far larger one (a class without items) bounds the scale
-        largest = _exponent(tf.stop_gradient(tf.reduce_max(w))) - (max_exponent - 1)
+        largest = tf.reduce_max(exponents) - (max_exponent - 1)
         exponent = tf.maximum(exponent, largest)
-        half = tf.math.floor(exponent / 2)  # two normal powers of two: tf.pow flushes 2^-127
-        scaled = w * tf.pow(tf.constant(2, w.dtype), -half) * tf.pow(tf.constant(2, w.dtype), half - exponent)
+        total = k - exponent
+        half = tf.math.floor(total / 2)  # two normal powers of two: tf.pow flushes 2^-127
+        two = tf.constant(2, w.dtype)
+        scale = tf.pow(two, half) * tf.pow(two, total - half)  # exact; w itself where it is normal
+        scaled = tf.where(k < 0, f * scale, w * scale)
         # a non-zero weight stays non-zero (at least the smallest normal number: the CPU kernels
         # flush subnormals): times -log 0 it is inf
         smallest = tf.constant(np.ldexp(1.0, min_exponent - 1), w.dtype)
@@ -259,6 +265,19 @@ class TensorFlowOps:
             return x
         with tf.control_dependencies(checks):
             return tf.identity(x)
+
+
+def _unflushed(w):
+    """``(f, k)`` with ``w = f * 2**k`` exactly and ``f`` a normal number (or 0, where ``w`` is), for
+    ``w >= 0``: a subnormal float32 or float64, which TensorFlow's CPU kernels flush to 0, is its
+    bits' integer mantissa (normal) times 2^-149 or 2^-1074; other values ``(w, 0)``."""
+    if w.dtype not in (tf.float32, tf.float64):
+        return w, tf.zeros_like(w)
+    int_type, mantissa_bits, lowest = (tf.int64, 52, -1074) if w.dtype == tf.float64 else (tf.int32, 23, -149)
+    bits = tf.bitcast(w, int_type)
+    subnormal = (bits > 0) & (bits < tf.constant(2 ** mantissa_bits, int_type))
+    f = tf.where(subnormal, tf.cast(bits, w.dtype), w)
+    return f, tf.where(subnormal, tf.constant(lowest, w.dtype), tf.zeros_like(w))
 
 
 def _exponent(x):
