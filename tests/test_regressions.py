@@ -981,3 +981,16 @@ def test_f1c_a_weighted_mean_of_subnormal_class_weights(backend):
             got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z, from_logits=True,
                                                       class_weight=array(np.array([tiny, tiny], dtype)))
             assert float(got) == pytest.approx(np.log(2), rel=1e-6), dtype
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f8b_f25_gaussian_nll_of_a_subnormal_variance_where_y_differs_from_mean(backend):
+    """TF's sqrt flushed a subnormal variance to 0: (y - mean) / 0 = inf where the NLL is finite;
+    the root is now taken from the variance's bits."""
+    xl, array = BACKENDS[backend]
+    for dtype, y, var in ((np.float32, 1e-30, 1e-45), (np.float64, 1e-160, 5e-324)):
+        v = float(np.array(var, dtype))
+        expected = 0.5 * ((y / np.sqrt(v)) ** 2 + np.log(v))  # y^2 alone is subnormal (rounded) in float64
+        args = [array(np.array([a], dtype)) for a in (y, 0.0, var)]
+        for _ in range(4):  # TF: eager, then the compiled graph
+            assert float(xl.gaussian_nll(*args, full=False)) == pytest.approx(expected, rel=1e-5), dtype

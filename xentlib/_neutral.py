@@ -50,18 +50,15 @@ def categorical_focal(times, target, log_q, miss, gamma, alpha):
     return terms
 
 
-def squared_error_over_twice_variance(y, mu, root_var, divide=None):
+def squared_error_over_twice_variance(y, mu, root_var):
     r""":math:`(y - \mu)^2 / (2 \sigma^2)`, finite wherever the result is.
 
     The difference is halved first (exact, and :math:`|y/2 - \mu/2|` never passes the
     dtype's max, where :math:`y - \mu` may), then divided by
     :math:`\sigma / \sqrt 2` (a normal number even for a subnormal variance) before the
-    square: :math:`(y - \mu)^2` alone overflows far sooner. ``divide`` replaces ``/``
-    (TensorFlow: 0 over a flushed variance is 0).
+    square: :math:`(y - \mu)^2` alone overflows far sooner.
     """
-    half_difference = y * 0.5 - mu * 0.5
-    root_half_var = root_var * 0.5 ** 0.5
-    scaled = half_difference / root_half_var if divide is None else divide(half_difference, root_half_var)
+    scaled = (y * 0.5 - mu * 0.5) / (root_var * 0.5 ** 0.5)
     return scaled * scaled
 
 

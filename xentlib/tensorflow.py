@@ -93,6 +93,20 @@ def _log(x):
     return tf.where(subnormal, tf.stop_gradient(log_subnormal), tf.math.log(x))
 
 
+def _sqrt(x):
+    r"""``sqrt x``, also for subnormal ``x``, which TensorFlow's CPU kernels flush to 0: its bits
+    (an integer m) times :math:`2^{-1074}` have the root :math:`\sqrt m\, 2^{-537}` (float32:
+    :math:`\sqrt{2m}\, 2^{-75}`), a normal number."""
+    if x.dtype not in (tf.float32, tf.float64):
+        return tf.sqrt(x)
+    bits = tf.bitcast(x, tf.int64 if x.dtype == tf.float64 else tf.int32)
+    subnormal = (bits > 0) & (bits < tf.bitcast(tf.constant(np.finfo(x.dtype.as_numpy_dtype).tiny, x.dtype),
+                                                 bits.dtype))
+    m = tf.cast(bits, x.dtype)
+    root = tf.sqrt(m) * 2.0 ** -537 if x.dtype == tf.float64 else tf.sqrt(2 * m) * 2.0 ** -75
+    return tf.where(subnormal, tf.stop_gradient(root), tf.sqrt(x))
+
+
 def _nonzero(x):
     """``x != 0`` read on the bits: TensorFlow's CPU kernels take a subnormal input for 0."""
     if x.dtype not in (tf.float32, tf.float64):
@@ -603,18 +617,12 @@ def mean_squared_error(y_true, y_pred, *, reduction="mean"):
     return tf.cast(_reduce(tf.square(y - z), reduction), _loss_dtype(y_pred))
 
 
-def _zero_over_anything(numerator, denominator):
-    return tf.where(tf.equal(numerator, 0), tf.zeros_like(numerator), numerator / denominator)
-
-
 @shared
 def gaussian_nll(y_true, mean, variance=1.0, *, full=True, reduction="mean"):
     y_true, mean, variance = _fd.gaussian(y_true, mean, variance, full, reduction)
     y, mu, var = _common(y_true, mean, variance)
-    # a subnormal variance, which TensorFlow's kernels flush to 0, keeps its log (_log) and gives
-    # inf, or 0 where y = mu (not 0 / 0)
-    per_elem = (_neutral.squared_error_over_twice_variance(y, mu, tf.sqrt(var), divide=_zero_over_anything)
-                + 0.5 * _log(var))
+    # a subnormal variance, which TensorFlow's kernels flush to 0, keeps its root and log
+    per_elem = _neutral.squared_error_over_twice_variance(y, mu, _sqrt(var)) + 0.5 * _log(var)
     if full:
         per_elem = per_elem + 0.5 * np.log(2 * np.pi)
     per_elem = tf.broadcast_to(per_elem, tf.shape(y_true))
