@@ -379,3 +379,16 @@ def reduce_items(items, reduction, denominator=None):
         return total
     count = items.size if denominator is None else denominator
     return total / count if count else LD(0)
+
+
+def refused(weight, dtype_name):
+    """Whether the backends refuse ``weight`` (class_weight, pos_weight) by name: beyond float32's
+    maximum where the loss is computed in float32 (16-bit and float32 predictions)."""
+    return weight is not None and dtype_name != "float64" and bool((np.asarray(weight) > F32.max).any())
+
+
+def assert_refused(argument, fn, *arrays, dtype_name, **kwargs):
+    """Every backend that takes ``dtype_name`` raises the ValueError naming ``argument``."""
+    for backend in backends_for(dtype_name):
+        with pytest.raises(ValueError, match=f"^{argument} must be non-negative, finite and at most"):
+            call(backend, fn, *arrays, **kwargs)

@@ -1,7 +1,7 @@
 """Fuzzed gradients, graph and compile variants, mixed and 16-bit dtypes (see tests/fuzzing.py).
 
-Split from test_fuzz.py so that the two files take about the same time under CI=true
-(pytest -n 2 --dist loadfile runs one file per worker).
+Split from test_fuzz.py so that the fuzz files take about the same time under CI=true
+(pytest -n 2 --dist loadfile runs each file on one worker).
 """
 from __future__ import annotations
 
@@ -191,9 +191,6 @@ def test_torch_func_vmap_and_grad_equal_the_batch(fn, batch, data):
     import xentlib
     dtype_name, z = batch
     y = torch.from_numpy(loss_inputs(fn, z, data))
-    spread = z.astype(np.float64).max(-1) - z.astype(np.float64).min(-1)
-    if (spread > np.finfo(z.dtype).max).any():
-        return  # F34: a row whose logit spread passes the max is redone wide eagerly, inf under torch.func
     xl = BACKENDS[1].xl
     zt = torch.from_numpy(z.copy()).requires_grad_()
     per_item = getattr(xl, fn)(y, zt, from_logits=True, reduction="none")

@@ -43,7 +43,8 @@ def linear_problems(draw):
 
     def array(shape):
         unit = draw(hnp.arrays(np.float64, shape, elements=st.floats(-1, 1)))
-        return (unit * draw(MAGNITUDES)).astype(dtype)
+        with np.errstate(over="ignore"):  # float16 from 1e15: inf, a named error
+            return (unit * draw(MAGNITUDES)).astype(dtype)
 
     hidden, weight = array((*lead, d)), array((v, d))
     bias = array((v,)) if draw(st.booleans()) else None
@@ -118,6 +119,11 @@ def error_bound(hidden, weight, options, dtype_name):
     cw = 1.0 if options["class_weight"] is None else float(np.max(to_float64(options["class_weight"])))
     w_eff = max(cw, 1.0) * (1 + 2 * options["z_loss"] * (s + np.log(weight.shape[0])))
     logit_error = (hidden.shape[-1] + 4) * u * s
+    lse = s + np.log(weight.shape[0])
+    if max(cw, 1.0) * lse * (2 + options["z_loss"] * lse) > float(np.finfo(compute_dtype_of(dtype_name)).max) / 16:
+        # a (weighted) item near the compute dtype's max is inf there (the documented rule), not a loss: no
+        # bound (bfloat16 W 1e15, h 1e3, class weight 1e3, z_loss 0.5: 4.98e38, past float32's max)
+        return u, np.inf, np.inf
     return u, 2 * w_eff * logit_error, w_eff * (16 * u + 2 * logit_error)
 
 
@@ -142,8 +148,14 @@ def backend_grads(backend, hidden, weight, labels, options):
     return backend.numpy(loss), {k: None if g is None else backend.numpy(g) for k, g in zip(leaves, grads)}
 
 
-def assert_close(got, expected, tol, what):
-    """|got - expected| <= tol; where ``expected`` is inf (rounded beyond its dtype), that inf."""
+def assert_close(got, expected, tol, what, or_else=None):
+    """|got - expected| <= tol; where ``expected`` is inf (rounded beyond its dtype), that inf.
+    ``or_else``: a second acceptable value."""
+    if or_else is not None:
+        try:
+            return assert_close(got, or_else, tol, what)
+        except AssertionError:
+            pass
     got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
     assert got.shape == expected.shape, f"{what}: shape {got.shape}, expected {expected.shape}"
     with np.errstate(invalid="ignore"):
@@ -179,6 +191,8 @@ def test_linear_cross_entropy_matches_the_naive_float64_form(problem):
             continue
         loss, got_grads = backend_grads(backend, hidden, weight, labels, options)
         assert_close(loss, expected, tol, f"{backend.name} (with a tape) {what}")
+        # TF's CPU kernels read a subnormal input as 0 (documented): the flushed inputs' gradients are right too
+        flushed = flushed_grads(hidden, weight, labels, options, dtype_name) if backend.name == "tensorflow" else {}
         for name, g in grads.items():
             if name == "upstream" or (name == "bias" and options["bias"] is None):
                 continue
@@ -187,7 +201,24 @@ def test_linear_cross_entropy_matches_the_naive_float64_form(problem):
             g_tol = grad_tolerance(name, g, grads["upstream"] * dz_bound, hidden, weight, u, dtype_name)
             if dtype_name in SIXTEEN:  # returned in the input dtype: beyond its max, inf of its sign
                 g = rounded(g, FLOATS[dtype_name])
-            assert_close(got_grads[name], g, g_tol, f"{backend.name} d/d{name} {what}")
+            assert_close(got_grads[name], g, g_tol, f"{backend.name} d/d{name} {what}",
+                         or_else=flushed.get(name))
+
+
+def flushed_grads(hidden, weight, labels, options, dtype_name):
+    """The oracle's gradients of the inputs as TensorFlow's CPU kernels read them (a value below the
+    compute dtype's smallest normal as 0), or {} where no input holds one."""
+    tiny = np.finfo(compute_dtype_of(dtype_name)).tiny
+
+    def flushed(a):
+        return None if a is None else np.where(np.abs(to_float64(a)) < tiny, 0, a).astype(a.dtype)
+
+    arrays = (hidden, weight, options["bias"])
+    if all(a is None or np.array_equal(flushed(a), a) for a in arrays):
+        return {}
+    h, w, b = (flushed(a) for a in arrays)
+    grads = linear_oracle(h, w, labels, {**options, "bias": b}, dtype_name)[1]
+    return {k: rounded(g, FLOATS[dtype_name]) if dtype_name in SIXTEEN else g for k, g in grads.items()}
 
 
 def grad_tolerance(name, g, dz_error, hidden, weight, u, dtype_name):
