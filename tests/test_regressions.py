@@ -994,3 +994,15 @@ def test_f8b_f25_gaussian_nll_of_a_subnormal_variance_where_y_differs_from_mean(
         args = [array(np.array([a], dtype)) for a in (y, 0.0, var)]
         for _ in range(4):  # TF: eager, then the compiled graph
             assert float(xl.gaussian_nll(*args, full=False)) == pytest.approx(expected, rel=1e-5), dtype
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f24_binary_smoothing_whose_half_is_subnormal_is_zero(backend):
+    """Binary smoothing moves a target by eps/2: for eps in [1.2e-38, 2.4e-38) that is subnormal
+    in float32, flushed by TF (-0.0) where NumPy and torch gave inf (y = 0, q = 0: eps/2 log 0).
+    Such an eps is taken as 0 in every backend, as one below the smallest normal already was."""
+    xl, array = BACKENDS[backend]
+    zero = array(np.array([0.0], np.float32))
+    for _ in range(4):  # TF: eager, then the compiled graph
+        assert float(xl.binary_cross_entropy(zero, zero, label_smoothing=1.5e-38)) == 0.0
+    assert float(xl.binary_cross_entropy(zero, zero, label_smoothing=2.4e-38)) == np.inf  # eps/2 normal

@@ -315,7 +315,7 @@ class FrontDoor:
     def binary(self, y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction):
         """``binary_cross_entropy``: targets in [0, 1], predictions, ``pos_weight``."""
         y_true, y_pred = self.floats((y_true, "y_true"), (y_pred, "y_pred"))
-        label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred)
+        label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred, share=2)
         self.same_shape(y_true, "y_true", y_pred, "y_pred")
         y_true = self.probabilities(y_true, "y_true")
         if pos_weight is not None:
@@ -454,10 +454,12 @@ class FrontDoor:
                                 labels, probs, outputs=2)
         return (probs, *bins)
 
-    def _label_smoothing(self, from_logits, label_smoothing, reduction, y_pred):
-        """The loss options checked; an epsilon below the compute dtype's smallest normal is 0."""
+    def _label_smoothing(self, from_logits, label_smoothing, reduction, y_pred, share=1):
+        """The loss options checked; an epsilon whose ``1/share`` (binary: eps/2, the smoothed
+        target of a 0) is below the compute dtype's smallest normal is 0."""
         label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
-        return V.smoothing_in_compute_dtype(label_smoothing, self.ops.dtype_name(y_pred))
+        kept = V.smoothing_in_compute_dtype(label_smoothing / share, self.ops.dtype_name(y_pred))
+        return label_smoothing if kept else 0.0
 
     def _classes(self, x, axis, name="y_pred"):
         if self.ops.shape(x)[axis] == 0:

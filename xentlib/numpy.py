@@ -34,8 +34,8 @@ Conventions, shared by all three backends
   ``class_weight`` with ``'mean'``, which is scaled by a power of two first
   (the weighted mean does not depend on the weights' scale).
 * **Label smoothing** below the compute dtype's smallest normal number (float32:
-  :math:`1.2 \cdot 10^{-38}`, also for 16-bit inputs) is taken as 0: it would round to 0
-  or to a subnormal there, which TensorFlow flushes.
+  :math:`1.2 \cdot 10^{-38}`, also for 16-bit inputs; binary: :math:`\varepsilon/2` below it)
+  is taken as 0: it would round to 0 or to a subnormal there, which TensorFlow flushes.
 * **Checks**: bad input raises ``ValueError``/``TypeError`` naming the argument.
   A distribution must sum to 1 within a tolerance set by its dtype
   (float64 :math:`10^{-6}`, float32 :math:`10^{-4}`, float16 :math:`10^{-2}`,
