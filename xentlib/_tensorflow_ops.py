@@ -363,8 +363,10 @@ def compiled_when_hot(fn, calls=3):
             relaxed = len(graphs) >= 8
             if relaxed:
                 key = tuple((k[0], k[1], len(k[2])) if isinstance(k[1], tf.DType) else k for k in key)
+            # no AutoGraph: the traced code branches on tensors only through tf.cond / tf.where,
+            # and its conversion made the first call of a graph 7-20x slower (sparse CE: 3 s)
             graph = graphs.get(key) or graphs.setdefault(
-                key, tf.function(traced, reduce_retracing=relaxed))
+                key, tf.function(traced, reduce_retracing=relaxed, autograph=False))
         try:
             return graph(V.value_checks_enabled(), args, kwargs)
         except tf.errors.InvalidArgumentError:
