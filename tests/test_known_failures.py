@@ -14,10 +14,6 @@ from fuzzing import BACKENDS, call, fresh_tf_hot_paths  # noqa: F401 (an autouse
 # ---- the known failures' minimal reproducers (strict: each passes once its fix lands) -----------
 
 KNOWN_LOSS_FAILURES = [  # (id, backends, function, positional arrays, keywords, expected)
-    ("F31-float64-weights-spanning-the-range-smoothed", ("numpy", "torch"), "sparse_categorical_cross_entropy",
-     (np.array([0]), np.array([[1.0, 5e-324]])), dict(label_smoothing=8.09443256190598e-52,
-                                                      class_weight=np.array([5e-324, 1e-3])),
-     6.098197688171461e271),  # eps w_1 (-log 5e-324) / 2 / w_0
 ]
 
 

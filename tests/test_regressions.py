@@ -1006,3 +1006,16 @@ def test_f24_binary_smoothing_whose_half_is_subnormal_is_zero(backend):
     for _ in range(4):  # TF: eager, then the compiled graph
         assert float(xl.binary_cross_entropy(zero, zero, label_smoothing=1.5e-38)) == 0.0
     assert float(xl.binary_cross_entropy(zero, zero, label_smoothing=2.4e-38)) == np.inf  # eps/2 normal
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f31_mean_of_weights_spanning_the_float64_range_smoothed(backend):
+    """The mean's scale brought the label's weight 5e-324 up to where the other, 1e-3, was near
+    float64's max: smoothing's class sum w_1 (-log 5e-324) then overflowed (inf, the mean is
+    6.1e271). The scaled weights now keep 2^32 below the max."""
+    xl, array = BACKENDS[backend]
+    for _ in range(4):  # TF: eager, then the compiled graph
+        got = xl.sparse_categorical_cross_entropy(array(np.array([0])), array(np.array([[1.0, 5e-324]])),
+                                                  label_smoothing=8.09443256190598e-52,
+                                                  class_weight=array(np.array([5e-324, 1e-3])))
+        assert float(got) == pytest.approx(8.09443256190598e-52 / 2 * 1e-3 * -np.log(5e-324) / 5e-324, rel=1e-9)

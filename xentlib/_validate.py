@@ -108,7 +108,12 @@ def weight_exponents(weight_dtype: str, pred_dtype: str, subnormals: bool = True
     compute = "float64" if pred_dtype == "float64" else "float32"
     lows = [MIN_EXPONENT.get(dtype, -1073) + (0 if subnormals else MANTISSA_BITS.get(dtype, 52))
             for dtype in (weight_dtype, compute)]
-    return max(lows), min(MAX_EXPONENT.get(weight_dtype, 1024), MAX_EXPONENT[compute])
+    return max(lows), min(MAX_EXPONENT.get(weight_dtype, 1024), MAX_EXPONENT[compute]) - WEIGHT_HEADROOM
+
+
+#: Powers of two kept free above the largest scaled weight: smoothing's class sum of w_c (-log q_c)
+#: must not overflow where the item does not (-log q of a probability is at most 745, C classes).
+WEIGHT_HEADROOM = 32
 
 
 #: The smallest normal number of the dtype a loss is computed in (16-bit inputs: float32).
