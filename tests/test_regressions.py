@@ -981,6 +981,10 @@ def test_f1c_a_weighted_mean_of_subnormal_class_weights(backend):
             got = xl.sparse_categorical_cross_entropy(array(np.array([0])), z, from_logits=True,
                                                       class_weight=array(np.array([tiny, tiny], dtype)))
             assert float(got) == pytest.approx(np.log(2), rel=1e-6), dtype
+    # a zero weight beside a subnormal one (the fuzz, bfloat16 logits): scaled by 2^1073, it was 0 x inf = NaN
+    got = xl.sparse_categorical_cross_entropy(array(np.array(0)), array(np.zeros(2, np.float32)), from_logits=True,
+                                              label_smoothing=0.1, class_weight=array(np.array([5e-324, 0.0])))
+    assert float(got) == pytest.approx(0.9 * np.log(2) + 0.05 * np.log(2), rel=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

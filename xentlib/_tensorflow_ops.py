@@ -177,8 +177,8 @@ class TensorFlowOps:
         total = k - exponent
         half = tf.math.floor(total / 2)  # two normal powers of two: tf.pow flushes 2^-127
         two = tf.constant(2, w.dtype)
-        scale = tf.pow(two, half) * tf.pow(two, total - half)  # exact; w itself where it is normal
-        scaled = tf.where(k < 0, f * scale, w * scale)
+        # exact, one factor at a time (0 x 2^1073 would be 0 x inf); w itself where it is normal
+        scaled = tf.where(k < 0, f, w) * tf.pow(two, half) * tf.pow(two, total - half)
         # a non-zero weight stays non-zero (at least the smallest normal number: the CPU kernels
         # flush subnormals): times -log 0 it is inf
         smallest = tf.constant(np.ldexp(1.0, min_exponent - 1), w.dtype)
