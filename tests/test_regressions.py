@@ -1023,3 +1023,15 @@ def test_f31_mean_of_weights_spanning_the_float64_range_smoothed(backend):
                                                   label_smoothing=8.09443256190598e-52,
                                                   class_weight=array(np.array([5e-324, 1e-3])))
         assert float(got) == pytest.approx(8.09443256190598e-52 / 2 * 1e-3 * -np.log(5e-324) / 5e-324, rel=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f36_binary_from_logits_with_pos_weight_where_the_weighted_form_overflows(backend):
+    """(1 - t) z + (1 + (w - 1) t) softplus(-z) overflowed (2 x 2.11e38) before its negative first
+    term was added: inf where w t softplus(-z) + (1 - t) softplus(z), two terms >= 0, is 3.17e38."""
+    xl, array = BACKENDS[backend]
+    y, z = array(np.zeros(2, np.float32)), array(np.array([-2.11347e38, 0.0], np.float32))
+    for _ in range(4):  # TF: eager, then the compiled graph
+        got = xl.binary_cross_entropy(y, z, from_logits=True, label_smoothing=1.0, pos_weight=array(np.array(3.0)),
+                                      reduction="none")
+        np.testing.assert_allclose(np.asarray(got), [1.5 * 2.11347e38, 2 * np.log(2)], rtol=1e-6)

@@ -473,8 +473,10 @@ def _binary_from_logits(y, z, w_pos, reduction):
         log_p = tf.math.log_sigmoid(z)  # log(1 - sigma(z)) = log_p - z
         if w_pos is None:
             per_elem = (1 - y) * z - log_p
-        else:
+        else:  # (w y + 1 - y) log p may overflow where the element does not: then two terms >= 0
             per_elem = (1 - y) * z - (w_pos * y + (1 - y)) * log_p
+            per_elem = tf.cond(tf.reduce_all(tf.math.is_finite(per_elem)), lambda: per_elem,
+                               lambda: -(w_pos * y) * log_p + (1 - y) * tf.math.softplus(z))
         out = _reduce(per_elem, reduction)
 
         def grad(g):

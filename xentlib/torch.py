@@ -491,6 +491,10 @@ class _CategoricalCEFromLogits(torch.autograd.Function):
 def _binary_forward(z, y, w_pos, reduction):
     # max(z, 0) - z y + log(1 + e^{-|z|}) (F's formula): no cancellation at large |z|
     per_elem = F.binary_cross_entropy_with_logits(z, y, pos_weight=w_pos, reduction="none")
+    if w_pos is not None and not (_host_readable(z) and math.isfinite(per_elem.sum().item())):
+        # with a weight F's (1 - y) z + (1 + (w - 1) y) softplus(-z) may overflow where the element
+        # does not: two terms >= 0 instead (on the CPU only after a host read finds a non-finite sum)
+        per_elem = -(w_pos * y) * F.logsigmoid(z) - (1 - y) * F.logsigmoid(-z)
     return (_reduce(per_elem, reduction),)
 
 
