@@ -28,7 +28,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval-sanitize.
 # Library tests, doctests and every notebook (nbval: exact cells compared, claims checked),
 # then the notebooks once more on the emulated CPU.
 test: env lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q \
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -q \
 	  --doctest-modules xentlib tests $(NBVAL) book
 	$(EMULATED_CPU) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q $(NBVAL) book
 
