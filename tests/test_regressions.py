@@ -1035,3 +1035,15 @@ def test_f36_binary_from_logits_with_pos_weight_where_the_weighted_form_overflow
         got = xl.binary_cross_entropy(y, z, from_logits=True, label_smoothing=1.0, pos_weight=array(np.array(3.0)),
                                       reduction="none")
         np.testing.assert_allclose(np.asarray(got), [1.5 * 2.11347e38, 2 * np.log(2)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_f37_binary_smoothed_complement_of_a_target_one(backend):
+    """y = q = 1 with eps = 1e-8 (float32): t = 1 - eps/2 rounds to 1, and 1 - t was 0, so the
+    term (eps/2) (-log(1 - q)) = inf was lost (0 in every backend). The complement is now
+    smoothed itself: (1 - y)(1 - eps) + eps/2."""
+    xl, array = BACKENDS[backend]
+    one = array(np.array([1.0], np.float32))
+    for eps in (5.96e-08, 1e-8, 1e-12):
+        for _ in range(4):  # TF: eager, then the compiled graph
+            assert float(xl.binary_cross_entropy(one, one, label_smoothing=eps)) == np.inf, eps

@@ -13,7 +13,9 @@ import numpy as np
 
 
 def smoothed_binary(y, epsilon):
-    """Binary label smoothing: every target moved towards 1/2."""
+    """Binary label smoothing: every target moved towards 1/2. The complement of a smoothed
+    target is ``smoothed_binary(1 - y, epsilon)``, not ``1 - smoothed_binary(y, epsilon)``:
+    1 - eps/2 rounds to 1 for eps below 2^-24 in float32, and 1 minus it is then 0."""
     return y * (1 - epsilon) + epsilon / 2
 
 

@@ -327,7 +327,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
                          pos_weight=None, reduction="mean"):
     y_true, y_pred, label_smoothing, pos_weight = _fd.binary(
         y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
-    y = _compute(y_true) * (1 - label_smoothing) + label_smoothing / 2
+    y = _neutral.smoothed_binary(_compute(y_true), label_smoothing)
     w_pos = 1.0 if pos_weight is None else _compute(pos_weight)
     if from_logits:
         z = _compute(y_pred)
@@ -337,7 +337,8 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     else:
         q = np.clip(_compute(y_pred), 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
         positive = _xlogy(y, q) if pos_weight is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
-        per_elem = -(positive + _xlogy(1 - y, 1 - q))
+        not_y = _neutral.smoothed_binary(1 - _compute(y_true), label_smoothing)  # not 1 - y: see there
+        per_elem = -(positive + _xlogy(not_y, 1 - q))
     return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
 
 

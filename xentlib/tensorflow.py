@@ -604,7 +604,11 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         return tf.cast(out, _loss_dtype(y_pred))
     q = _clip_unit(z)  # 1 + 1e-16 from round-off: log(1 - q) stays real
     positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
-    per_elem = -(positive + _xlogy(1 - y, 1 - q))
+    y0 = tf.cast(_compute(y_true), z.dtype)
+    not_y = _neutral.smoothed_binary(1 - y0, label_smoothing)  # not 1 - y: see there
+    if label_smoothing:  # in a graph Grappler reassociates it, (1 - eps + eps/2) - y (1 - eps): 0 at y = 1
+        not_y = tf.where(tf.equal(y0, 1), tf.zeros_like(y0) + label_smoothing / 2, not_y)
+    per_elem = -(positive + _xlogy(not_y, 1 - q))
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
 

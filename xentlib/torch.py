@@ -629,7 +629,8 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         return out.to(_loss_dtype(y_pred))
     q = torch.clamp(z, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
     positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
-    per_elem = -(positive + _xlogy(1 - y, 1 - q))
+    not_y = _neutral.smoothed_binary(1 - _compute(y_true), label_smoothing)  # not 1 - y: see there
+    per_elem = -(positive + _xlogy(not_y, 1 - q))
     return _reduce(per_elem, reduction).to(_loss_dtype(y_pred))
 
 
