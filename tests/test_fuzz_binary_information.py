@@ -232,13 +232,7 @@ def test_mse_and_gaussian_nll(dtype_name, shape, data):
     for name, got in each_backend("mean_squared_error", y, mean, reduction=reduction):
         close(got, reduce_items(sq, reduction), dtype_name=dtype_name, scale=scale,
               what=f"{name} MSE {dtype_name} {shape} {reduction}")
-    known = ()
-    if subnormal(variance):
-        # F8b: TF, a bfloat16 subnormal variance: inf or NaN seen in this property (float32 fixed); a
-        # single call does not reproduce it (no strict xfail yet). F25: TF, float64, y = mean and a
-        # subnormal variance (5e-324): inf where the answer is -372.22
-        known = ("tensorflow",)
-    for name, got in each_backend("gaussian_nll", y, mean, variance, full=full, reduction=reduction, skip=known):
+    for name, got in each_backend("gaussian_nll", y, mean, variance, full=full, reduction=reduction):
         close(got, reduce_items(nll, reduction), dtype_name=dtype_name,
               scale=max(float(np.abs(np.where(np.isfinite(nll), nll, 0)).max(initial=1.0)), 1.0),
               what=f"{name} gaussian_nll {dtype_name} {shape} var{var_shape} full={full} {reduction}")
