@@ -1047,3 +1047,19 @@ def test_f37_binary_smoothed_complement_of_a_target_one(backend):
     for eps in (5.96e-08, 1e-8, 1e-12):
         for _ in range(4):  # TF: eager, then the compiled graph
             assert float(xl.binary_cross_entropy(one, one, label_smoothing=eps)) == np.inf, eps
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_categorical_smoothing_whose_share_is_subnormal_meets_a_zero_probability(backend):
+    """y = q = [1, 0] with eps = 1.93e-38 (at least float32's smallest normal) and K = 2: the
+    smoothed target of class 1, eps/2 = 9.7e-39, is subnormal; TF flushed it to 0 (-0.0 where
+    the answer is inf, found by the fuzz at CI scale). Also from bfloat16 inputs."""
+    xl, array = BACKENDS[backend]
+    dtypes = (np.float32,) if backend == "numpy" else (np.float32, "bfloat16")
+    for dtype in dtypes:
+        one_zero = array(np.array([[1.0, 0.0]], np.float32))
+        if dtype == "bfloat16":
+            one_zero = one_zero.bfloat16() if backend == "torch" else tf.cast(one_zero, tf.bfloat16)
+        for _ in range(4):  # TF: eager, then the compiled graph
+            got = xl.categorical_cross_entropy(one_zero, one_zero, label_smoothing=1.9318110775549532e-38)
+            assert float(got) == np.inf, (dtype, got)

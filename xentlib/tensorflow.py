@@ -511,6 +511,9 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
     if from_logits:
         per_row = _categorical_from_logits(move_to_last(target, axis), move_to_last(z, axis), "none")
     else:
+        if label_smoothing:  # every smoothed target is > 0: an eps/K that TF would flush (below
+            # the smallest normal) is taken as the smallest normal, so that it still meets q = 0 as inf
+            target = tf.maximum(target, tf.constant(np.finfo(target.dtype.as_numpy_dtype).tiny, target.dtype))
         per_row = -tf.reduce_sum(_xlogy(target, z), axis=axis)
     return tf.cast(_reduce(per_row, reduction), _loss_dtype(y_pred))
 
