@@ -1063,3 +1063,89 @@ def test_categorical_smoothing_whose_share_is_subnormal_meets_a_zero_probability
         for _ in range(4):  # TF: eager, then the compiled graph
             got = xl.categorical_cross_entropy(one_zero, one_zero, label_smoothing=1.9318110775549532e-38)
             assert float(got) == np.inf, (dtype, got)
+
+
+# ---- gradients of the losses from probabilities at q = 0 and q = 1 --------------------------
+
+_BOUNDARY_Y = np.array([1.0, 0.0, 1.0, 0.0, 0.25, 0.25, 0.25, 1.0, 0.0])
+_BOUNDARY_Q = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.3, 0.3, 0.7])
+_BOUNDARY_ROWS_Y = np.array([[1.0, 0, 0], [0, 1, 0], [0.5, 0.5, 0], [0.5, 0.5, 0], [0.2, 0.3, 0.5]])
+_BOUNDARY_ROWS_Q = np.array([[1.0, 0, 0], [0.3, 0.7, 0], [0.2, 0.3, 0.5], [1, 0, 0], [0.2, 0.3, 0.5]])
+
+
+def _autograd(backend, fn, y, q, dtype, kwargs):
+    """The summed loss's gradients to y_true and y_pred in ``backend`` (16-bit: float32 results)."""
+    if backend == "torch":
+        yt = torch.tensor(y, dtype=getattr(torch, dtype), requires_grad=True)
+        qt = torch.tensor(q, dtype=getattr(torch, dtype), requires_grad=True)
+        gy, gq = torch.autograd.grad(getattr(xt, fn)(yt, qt, reduction="sum", **kwargs), (yt, qt))
+        return gy.float().numpy().astype(np.float64), gq.float().numpy().astype(np.float64)
+    yt, qt = tf.Variable(tf.cast(y, dtype)), tf.Variable(tf.cast(q, dtype))
+    with tf.GradientTape() as tape:
+        out = getattr(xtf, fn)(yt, qt, reduction="sum", **kwargs)
+    return tuple(tf.cast(g, tf.float64).numpy() for g in tape.gradient(out, [yt, qt]))
+
+
+def _one_sided_differences(fn, x, other, wrt, kwargs, h=1e-7):
+    """d/dx of the float64 NumPy reference's per-item losses, one step inside [0, 1] at 0 and 1
+    (central elsewhere); ``wrt`` 0: x is y_true, 1: y_pred. Checks off: a perturbed row need not
+    sum to 1."""
+    def items(a):
+        args = (a, other) if wrt == 0 else (other, a)
+        with xentlib.value_checks(False):
+            return np.asarray(getattr(xn, fn)(*args, reduction="none", **kwargs), np.float64)
+    grad = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] = min(x[i] + h, 1.0)
+        down[i] = max(x[i] - h, 0.0)
+        row = i[:-1] if x.ndim > 1 else i
+        with np.errstate(invalid="ignore"):  # inf - inf at an infinite item: not compared
+            grad[i] = (items(up)[row] - items(down)[row]) / (up[i] - down[i])
+    return grad
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+@pytest.mark.parametrize("fn", ["binary_focal_cross_entropy", "categorical_focal_cross_entropy",
+                                "binary_cross_entropy", "categorical_cross_entropy"])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_gradients_from_probabilities_at_zero_and_one(backend, fn, dtype):
+    """D1: sigmoid(20) is exactly 1 in float32, and one confident correct prediction made the
+    focal losses' gradient NaN (log q, log1p(-q) and the power evaluated at the boundary, and
+    a where-mask of their product that still passed 0 x inf back), for every gamma, also 0.
+    The gradients to y_true and y_pred are never NaN where the loss is finite or inf, finite
+    where the item is finite, and equal a float64 one-sided difference of the reference where
+    q is at the boundary (y_true's: where q is inside (0, 1), as a masked 0 log 0 term passes 0)."""
+    binary = fn.startswith("binary")
+    y, q = (_BOUNDARY_Y, _BOUNDARY_Q) if binary else (_BOUNDARY_ROWS_Y, _BOUNDARY_ROWS_Q)
+    gammas = [0.0, 0.5, 1.0, 2.0] if "focal" in fn else [None]
+    tol = {"float64": 1e-5, "float32": 1e-3, "float16": 3e-2, "bfloat16": 3e-2}[dtype]
+    for gamma in gammas:
+        for extra in ({}, {"label_smoothing": 0.1}, {"alpha": 0.25} if "focal" in fn else {}):
+            kwargs = dict(extra, **({} if gamma is None else {"gamma": gamma}))
+            items = np.asarray(getattr(xn, fn)(y, q, reduction="none", **kwargs))
+            finite = np.isfinite(items) if binary else np.isfinite(items)[:, None] & np.ones(q.shape, bool)
+            gy, gq = _autograd(backend, fn, y, q, dtype, kwargs)
+            what = (fn, dtype, kwargs)
+            assert not np.isnan(gy).any() and not np.isnan(gq).any(), (what, gy, gq)
+            assert np.isfinite(gq[finite]).all() and np.isfinite(gy[finite]).all(), (what, gy, gq)
+            ref_q = _one_sided_differences(fn, q, y, 1, kwargs)
+            # atol: the one-sided difference of (1 - q)^0.5 (-log q) at q = 1 is h^0.5 = 3e-4, not 0
+            np.testing.assert_allclose(gq[finite], ref_q[finite], rtol=tol, atol=max(3 * tol, 1e-3), err_msg=str(what))
+            inside = finite & (q > 0) & (q < 1)
+            if binary:  # a row's targets cannot move alone (they sum to 1): y_true's gradient of binary only
+                ref_y = _one_sided_differences(fn, y, q, 0, kwargs)
+                np.testing.assert_allclose(gy[inside], ref_y[inside], rtol=tol, atol=max(3 * tol, 1e-3),
+                                           err_msg=str(what))
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_focal_gradient_of_one_confident_correct_prediction_from_logits_made_probabilities(backend):
+    """D1 as met in training: sigmoid(20) = 1 in float32; the batch gradient was NaN."""
+    z = np.array([20.0, -1.0, 0.5], np.float32)
+    p = (1 / (1 + np.exp(-z.astype(np.float64)))).astype(np.float32)
+    assert p[0] == 1.0
+    for gamma in (0.0, 2.0):
+        _, gq = _autograd(backend, "binary_focal_cross_entropy", np.array([1.0, 0.0, 1.0]), p, "float32",
+                          {"gamma": gamma})
+        assert np.isfinite(gq).all(), (gamma, gq)

@@ -19,36 +19,41 @@ def smoothed_binary(y, epsilon):
     return y * (1 - epsilon) + epsilon / 2
 
 
-def binary_miss(y, q, gamma):
-    r"""The focal factor :math:`(1 - p_t)^\gamma = \big(y (1 - q) + (1 - y)\, q\big)^\gamma` of probabilities."""
-    return (y * (1 - q) + (1 - y) * q) ** gamma
+def binary_miss(y, not_y, q):
+    r"""The focal base :math:`1 - p_t = y (1 - q) + (1 - y)\, q` of probabilities (``not_y``: the
+    smoothed complement :math:`1 - y`); 0 only where :math:`y = q \in \{0, 1\}`."""
+    return y * (1 - q) + not_y * q
 
 
-def binary_focal(times, y, log_p, log_not_p, miss, gamma, alpha):
+def binary_focal(times, freeze, y, not_y, ce, miss, alpha):
     r"""Per element :math:`\alpha_t (1 - p_t)^\gamma \big(-y \log p - (1 - y) \log(1 - p)\big)`.
 
-    ``miss`` is :math:`(1 - p_t)^\gamma` (not applied for ``gamma=0``: it may be NaN
-    there, :math:`0 \cdot \log 0`); ``alpha`` ``None`` is :math:`\alpha_t = 1`.
+    ``ce`` is the per-element cross-entropy, ``miss`` :math:`(1 - p_t)^\gamma` (``None`` for
+    ``gamma=0``), ``not_y`` the target's complement; ``alpha`` ``None`` is :math:`\alpha_t = 1`.
+    ``freeze(x, ce)`` is ``x`` with no gradient where ``ce`` is infinite: there the gradient is
+    the cross-entropy's times the factors (an infinite one), not inf - inf from the product rule.
     """
-    per_elem = -(times(y, log_p) + times(1 - y, log_not_p))
-    if gamma:
-        per_elem = times(miss, per_elem)
+    per_elem = ce
+    if miss is not None:
+        per_elem = times(freeze(miss, ce), per_elem)
     if alpha is not None:
-        per_elem = times(alpha * y + (1 - alpha) * (1 - y), per_elem)
+        per_elem = times(freeze(alpha * y + (1 - alpha) * not_y, ce), per_elem)
     return per_elem
 
 
-def categorical_focal(times, target, log_q, miss, gamma, alpha):
-    r"""Per class :math:`-\alpha_c\, \tilde y_c (1 - \hat y_c)^\gamma \log \hat y_c` (summed by the caller).
+def categorical_focal(times, freeze, terms, miss, alpha):
+    r"""Per class :math:`-\alpha_c\, \tilde y_c (1 - \hat y_c)^\gamma \log \hat y_c` (summed by the caller)
+    from the cross-entropy terms :math:`-\tilde y_c \log \hat y_c`; ``miss`` and ``freeze`` as in
+    :func:`binary_focal`.
 
     ``alpha`` is ``None``, a scalar, or per-class weights shaped to broadcast along
     the class axis (the front door shapes them).
     """
-    terms = -times(target, log_q)
-    if gamma:
-        terms = times(miss, terms)
+    ce = terms
+    if miss is not None:
+        terms = times(freeze(miss, ce), terms)
     if alpha is not None:
-        terms = times(alpha, terms)
+        terms = times(freeze(alpha, ce), terms)
     return terms
 
 

@@ -98,6 +98,11 @@ def _times(weight, nll):
         return np.where(weight == 0, 0.0, weight * nll)
 
 
+def _unfrozen(x, ce):
+    """The focal factors' ``freeze`` (see :func:`xentlib._neutral.binary_focal`): NumPy has no gradients."""
+    return x
+
+
 def _reduce(per_item, reduction, denominator=None):
     if reduction == "none":
         return per_item
@@ -400,12 +405,15 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
     y, z = _neutral.smoothed_binary(_compute(y_true), label_smoothing), _compute(y_pred)
     with np.errstate(divide="ignore"):
         if from_logits:  # log(1 - p_t) = logaddexp(log y + log(1 - p), log(1 - y) + log p)
-            log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
+            log_p, log_not_p, not_y = -np.logaddexp(0, -z), -np.logaddexp(0, z), 1 - y
             miss = np.exp(gamma * np.logaddexp(np.log(y) + log_not_p, np.log1p(-y) + log_p))
         else:
             q = np.clip(z, 0, 1)
-            log_p, log_not_p, miss = np.log(q), np.log1p(-q), _neutral.binary_miss(y, q, gamma)
-    per_elem = _neutral.binary_focal(_times, y, log_p, log_not_p, miss, gamma, alpha)
+            not_y = _neutral.smoothed_binary(1 - _compute(y_true), label_smoothing)  # not 1 - y: see there
+            log_p, log_not_p = np.log(q), np.log1p(-q)
+            miss = _neutral.binary_miss(y, not_y, q) ** gamma
+        ce = -(_times(y, log_p) + _times(not_y, log_not_p))
+    per_elem = _neutral.binary_focal(_times, _unfrozen, y, not_y, ce, miss if gamma else None, alpha)
     return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
 
 
@@ -422,7 +430,7 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
         with np.errstate(divide="ignore"):
             log_q, miss = np.log(z), np.clip(1 - z, 0, 1) ** gamma
     alpha = None if alpha is None else _compute(np.asarray(alpha))
-    terms = _neutral.categorical_focal(_times, target, log_q, miss, gamma, alpha)
+    terms = _neutral.categorical_focal(_times, _unfrozen, _times(target, -log_q), miss if gamma else None, alpha)
     with np.errstate(over="ignore"):  # from float64 (see _logits_and_log_q): beyond float32's max is inf
         return _reduce(terms.sum(axis=axis), reduction).astype(_loss_dtype(y_pred))
 

@@ -19,7 +19,8 @@ Conventions (as in :mod:`xentlib.numpy`, plus what is TensorFlow's own)
 * **Dtypes**: float64 stays float64, float32 stays float32; float16 and bfloat16
   are computed in float32; building blocks return the input dtype, losses float32.
 * **Gradients**: every function is differentiable with ``tf.GradientTape``;
-  terms that are 0 by the :math:`0 \log 0` convention have gradient 0, not NaN.
+  terms that are 0 by the :math:`0 \log 0` convention have gradient 0, not NaN,
+  and so have the focal factors at :math:`q \in \{0, 1\}`.
 * **Graph mode**: every function works inside ``tf.function``. Shape, dtype and
   option errors raise ``ValueError``/``TypeError`` at trace time. The value
   checks (NaN, probability ranges, sums, label range) raise ``ValueError`` in
@@ -90,7 +91,8 @@ def _log(x):
     bits = tf.bitcast(x, tf.int64 if x.dtype == tf.float64 else tf.int32)
     subnormal = (bits > 0) & (bits < tf.bitcast(tf.constant(info.tiny, x.dtype), bits.dtype))
     log_subnormal = tf.math.log(tf.cast(bits, x.dtype)) + np.log(info.smallest_subnormal)
-    return tf.where(subnormal, tf.stop_gradient(log_subnormal), tf.math.log(x))
+    # the log of a masked argument: the gradient of log(x) at a flushed x would be 0 x inf (NaN)
+    return tf.where(subnormal, tf.stop_gradient(log_subnormal), tf.math.log(tf.where(subnormal, tf.ones_like(x), x)))
 
 
 def _sqrt(x):
@@ -118,16 +120,40 @@ def _nonzero(x):
 
 def _scaled(x, term):
     """``x * term`` for ``x >= 0``; ``term`` where it is infinite and ``x`` is not 0: the CPU
-    kernels make a subnormal x times inf NaN (x read as 0), where it is inf."""
-    return tf.where(tf.math.is_inf(term), term, x * term)
+    kernels make a subnormal x times inf NaN (x read as 0), where it is inf. The product is of
+    a masked term: its gradient to ``x`` would be 0 x inf (NaN) where ``term`` is infinite."""
+    infinite = tf.math.is_inf(term)
+    return tf.where(infinite, term, x * tf.where(infinite, tf.zeros_like(term), term))
 
 
 def _xlogy(x, y):
-    r""":math:`x \log y` with :math:`0 \log y = 0`, and gradient 0 (not NaN) there; ``x >= 0``
-    (a subnormal x where y = 0 gives -inf)."""
-    nonzero = _nonzero(x)
-    terms = _scaled(x, _log(tf.where(nonzero, y, tf.ones_like(y))))
-    return tf.where(nonzero, terms, tf.zeros_like(terms))
+    r""":math:`x \log y` with :math:`0 \log 0 = 0`, and gradient 0 (not NaN) there: the log of a masked
+    argument; ``x >= 0`` (a subnormal x where y = 0 gives -inf). Elsewhere the gradient is
+    :math:`\log y` to ``x`` (also at :math:`x = 0`) and :math:`x / y` to ``y``."""
+    kept = _nonzero(x) | _nonzero(y)
+    terms = _scaled(x, _log(tf.where(kept, y, tf.ones_like(y))))
+    return tf.where(kept, terms, tf.zeros_like(terms))
+
+
+def _xlog1p(x, u):
+    r""":math:`x \log(1 + u)` with :math:`0 \log 0 = 0` (at :math:`u = -1`) and gradient 0 there, as :func:`_xlogy`."""
+    kept = _nonzero(x) | tf.not_equal(u, -1)
+    terms = _scaled(x, tf.math.log1p(tf.where(kept, u, tf.zeros_like(u))))
+    return tf.where(kept, terms, tf.zeros_like(terms))
+
+
+def _power(base, gamma):
+    r""":math:`b^\gamma` (:math:`b \ge 0`, :math:`\gamma > 0`) with gradient 0 at :math:`b = 0`, where
+    :math:`\gamma b^{\gamma - 1}` is 0 x inf (:math:`\gamma < 1`) or multiplies a 0 x inf."""
+    zero = ~_nonzero(base)
+    powered = tf.where(zero, tf.ones_like(base), base) ** gamma
+    return tf.where(zero, tf.zeros_like(powered), powered)
+
+
+def _frozen(x, ce):
+    """``x`` without gradient where ``ce`` is infinite (see :func:`xentlib._neutral.binary_focal`)."""
+    x = x + tf.zeros_like(ce)  # broadcast, for tf.where
+    return tf.where(tf.math.is_inf(ce), tf.stop_gradient(x), x)
 
 
 def _clip_unit(x):
@@ -584,6 +610,19 @@ def _sparse_terms(labels, z, kept, weight, label_smoothing, num_classes):
     return tf.where(kept, per_item, tf.zeros_like(per_item)), w_y
 
 
+def _complement(y0, epsilon):
+    """The smoothed complement of the targets ``y0`` (not 1 - the smoothed target: see
+    :func:`xentlib._neutral.smoothed_binary`)."""
+    not_y = _neutral.smoothed_binary(1 - y0, epsilon)
+    if epsilon:  # in a graph Grappler reassociates it, (1 - eps + eps/2) - y (1 - eps): 0 at y = 1;
+        # there eps/2, with the gradient -(1 - eps) to y0 still (a maximum, 0 at y0 = 1, which
+        # Grappler does not distribute; its gradient at the tie goes to the first argument)
+        zero = tf.maximum((tf.stop_gradient(y0) - y0) * (1 - epsilon), tf.zeros_like(y0))
+        at_one = zero + epsilon / 2
+        not_y = tf.where(tf.equal(y0, 1), at_one, not_y)
+    return not_y
+
+
 @shared
 @compiled_when_hot
 def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
@@ -607,10 +646,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         return tf.cast(out, _loss_dtype(y_pred))
     q = _clip_unit(z)  # 1 + 1e-16 from round-off: log(1 - q) stays real
     positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
-    y0 = tf.cast(_compute(y_true), z.dtype)
-    not_y = _neutral.smoothed_binary(1 - y0, label_smoothing)  # not 1 - y: see there
-    if label_smoothing:  # in a graph Grappler reassociates it, (1 - eps + eps/2) - y (1 - eps): 0 at y = 1
-        not_y = tf.where(tf.equal(y0, 1), tf.zeros_like(y0) + label_smoothing / 2, not_y)
+    not_y = _complement(tf.cast(_compute(y_true), z.dtype), label_smoothing)
     per_elem = -(positive + _xlogy(not_y, 1 - q))
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
@@ -704,14 +740,18 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
     y_true, y_pred, label_smoothing, gamma, alpha = _fd.binary_focal(
         y_true, y_pred, gamma, alpha, from_logits, label_smoothing, reduction)
     z = _compute(y_pred)
-    y = _neutral.smoothed_binary(tf.cast(_compute(y_true), z.dtype), label_smoothing)
+    y0 = tf.cast(_compute(y_true), z.dtype)
+    y = _neutral.smoothed_binary(y0, label_smoothing)
     if from_logits:
-        log_p, log_not_p = tf.math.log_sigmoid(z), tf.math.log_sigmoid(-z)
+        log_p, log_not_p, not_y = tf.math.log_sigmoid(z), tf.math.log_sigmoid(-z), 1 - y
         miss = tf.exp(gamma * _logaddexp(tf.math.log(y) + log_not_p, tf.math.log1p(-y) + log_p))
-    else:
+        ce = -(_times(y, log_p) + _times(not_y, log_not_p))
+    else:  # the logs and the power of masked arguments: no 0 x inf in the gradient at q = 0 or 1
         q = _clip_unit(z)
-        log_p, log_not_p, miss = _log(q), tf.math.log1p(-q), _neutral.binary_miss(y, q, gamma)
-    per_elem = _neutral.binary_focal(_times, y, log_p, log_not_p, miss, gamma, alpha)
+        not_y = _complement(y0, label_smoothing)
+        miss = _power(_neutral.binary_miss(y, not_y, q), gamma)
+        ce = -(_xlogy(y, q) + _xlog1p(not_y, -q))
+    per_elem = _neutral.binary_focal(_times, _frozen, y, not_y, ce, miss if gamma else None, alpha)
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
 
@@ -730,11 +770,13 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
 
     def rows(z, target):
         if from_logits:
-            log_q, miss = tf.nn.log_softmax(z, axis=axis), tf.exp(gamma * _log_one_minus_softmax(z, axis))
-        else:
-            log_q, miss = _log(z), tf.clip_by_value(1 - z, 0, 1) ** gamma
+            terms = _times(target, -tf.nn.log_softmax(z, axis=axis))
+            miss = tf.exp(gamma * _log_one_minus_softmax(z, axis))
+        else:  # masked arguments, as in binary_focal_cross_entropy
+            terms, miss = -_xlogy(target, z), _power(_clip_unit(1 - z), gamma)
         weight = None if alpha is None else tf.cast(alpha, z.dtype) + tf.zeros_like(z)  # for tf.where
-        return tf.reduce_sum(_neutral.categorical_focal(_times, target, log_q, miss, gamma, weight), axis=axis)
+        terms = _neutral.categorical_focal(_times, _frozen, terms, miss if gamma else None, weight)
+        return tf.reduce_sum(terms, axis=axis)
 
     per_row = rows(z, target)
     if from_logits:

@@ -15,8 +15,9 @@ Conventions, as in the reference
   device.
 * **Probabilities are exact**: :math:`0 \log 0 = 0`, :math:`p > 0` where
   :math:`q = 0` gives :math:`+\infty`. ``F.binary_cross_entropy`` instead clamps
-  each log at :math:`-100`. Gradients are finite where a target is 0: the
-  masked :math:`0 \log q` terms pass a zero gradient (also to :math:`q = 0`).
+  each log at :math:`-100`. Gradients are finite where the loss is: a
+  :math:`0 \log 0` term passes a zero gradient, and the focal factors at
+  :math:`q \in \{0, 1\}` theirs, not NaN.
 * **Dtypes**: float64 stays float64, float32 stays float32; float16 and
   bfloat16 are computed in float32. Building blocks return the input dtype,
   losses float32.
@@ -75,9 +76,29 @@ def _loss_dtype(x):
 
 
 def _xlogy(x, y):
-    r""":math:`x \log y` with :math:`0 \log y = 0`; zero gradient at :math:`x = 0` (also for :math:`y = 0`)."""
-    zero = x == 0
+    r""":math:`x \log y` with :math:`0 \log 0 = 0`, and gradient 0 there: the log of a masked argument (a
+    mask of the product alone would pass back 0 x inf). Elsewhere the gradient is :math:`\log y` to
+    ``x`` (also at :math:`x = 0`) and :math:`x / y` to ``y``."""
+    zero = (x == 0) & (y == 0)
     return torch.where(zero, 0.0, x * torch.log(torch.where(zero, 1.0, y)))
+
+
+def _xlog1p(x, u):
+    r""":math:`x \log(1 + u)` with :math:`0 \log 0 = 0` (at :math:`u = -1`) and gradient 0 there, as :func:`_xlogy`."""
+    zero = (x == 0) & (u == -1)
+    return torch.where(zero, 0.0, x * torch.log1p(torch.where(zero, 0.0, u)))
+
+
+def _power(base, gamma):
+    r""":math:`b^\gamma` (:math:`b \ge 0`, :math:`\gamma > 0`) with gradient 0 at :math:`b = 0`, where
+    :math:`\gamma b^{\gamma - 1}` is 0 x inf (:math:`\gamma < 1`) or multiplies a 0 x inf."""
+    zero = base == 0
+    return torch.where(zero, 0.0, torch.where(zero, 1.0, base) ** gamma)
+
+
+def _frozen(x, ce):
+    """``x`` without gradient where ``ce`` is infinite (see :func:`xentlib._neutral.binary_focal`)."""
+    return torch.where(torch.isinf(ce), x.detach(), x)
 
 
 def _times(weight, nll):
@@ -246,7 +267,7 @@ def entropy(p, *, axis=-1, base=None):
 @shared
 def cross_entropy(p, q, *, axis=-1, base=None):
     """
-    Terms with :math:`p_i = 0` pass no gradient (no NaN, even at :math:`q_i = 0`).
+    Terms with :math:`p_i = 0` pass no gradient to :math:`q_i` (no NaN, even at :math:`q_i = 0`).
     """
     p, q, axis, divisor = _fd.two_distributions(p, q, axis, base)
     return (-_xlogy(_compute(p), _compute(q)).sum(dim=axis) / divisor).to(p.dtype)
@@ -704,13 +725,16 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
     z = _compute(y_pred)
     y = _neutral.smoothed_binary(_compute(y_true).to(z.dtype), label_smoothing)
     if from_logits:
-        log_p, log_not_p = F.logsigmoid(z), F.logsigmoid(-z)
+        log_p, log_not_p, not_y = F.logsigmoid(z), F.logsigmoid(-z), 1 - y
         log_miss = torch.logaddexp(torch.log(y) + log_not_p, torch.log1p(-y) + log_p)
         miss = torch.exp(gamma * log_miss)
-    else:
+        ce = -(_times(y, log_p) + _times(not_y, log_not_p))
+    else:  # the logs and the power of masked arguments: no 0 x inf in the gradient at q = 0 or 1
         q = torch.clamp(z, 0, 1)
-        log_p, log_not_p, miss = torch.log(q), torch.log1p(-q), _neutral.binary_miss(y, q, gamma)
-    per_elem = _neutral.binary_focal(_times, y, log_p, log_not_p, miss, gamma, alpha)
+        not_y = _neutral.smoothed_binary(1 - _compute(y_true).to(z.dtype), label_smoothing)  # not 1 - y
+        miss = _power(_neutral.binary_miss(y, not_y, q), gamma)
+        ce = -(_xlogy(y, q) + _xlog1p(not_y, -q))
+    per_elem = _neutral.binary_focal(_times, _frozen, y, not_y, ce, miss if gamma else None, alpha)
     return _reduce(per_elem, reduction).to(_loss_dtype(y_pred))
 
 
@@ -727,11 +751,12 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
             z, target = z.double(), target.double()
             log_q = torch.log_softmax(z, dim=axis)
         miss = torch.exp(gamma * _log_one_minus_softmax(z, axis))
-    else:
-        log_q, miss = torch.log(z), torch.clamp(1 - z, 0, 1) ** gamma
+        terms = _times(target, -log_q)
+    else:  # masked arguments, as in binary_focal_cross_entropy
+        terms, miss = -_xlogy(target, z), _power(torch.clamp(1 - z, 0, 1), gamma)
     if alpha is not None:
         alpha = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
-    terms = _neutral.categorical_focal(_times, target, log_q, miss, gamma, alpha)
+    terms = _neutral.categorical_focal(_times, _frozen, terms, miss if gamma else None, alpha)
     return _reduce(terms.sum(dim=axis), reduction).to(_loss_dtype(y_pred))
 
 
