@@ -209,10 +209,14 @@ def loss_max(dtype_name):
     return float(np.finfo(np.float32 if dtype_name in SIXTEEN else FLOATS[dtype_name]).max)
 
 
-def smoothing_taken(epsilon, dtype_name):
-    """label_smoothing below the compute dtype's smallest normal (float32's for 16-bit inputs)
-    is taken as 0: the documented convention."""
-    return 0.0 if epsilon < np.finfo(compute_dtype_of(dtype_name)).tiny else epsilon
+def smoothing_taken(epsilon, dtype_name, shares=1):
+    """The label smoothing a loss takes, the documented convention: a positive epsilon is never
+    dropped, and is at least ``shares`` (the class count K; binary: 2) times the compute dtype's
+    smallest normal (float32's for 16-bit inputs), so that each share epsilon / K is at least
+    that normal. The oracle smooths with it: (1 - e) y + e / K."""
+    if not epsilon:
+        return 0.0
+    return max(epsilon, shares * float(np.finfo(compute_dtype_of(dtype_name)).tiny))
 
 
 def compute_dtype_of(dtype_name):

@@ -235,21 +235,23 @@ class FrontDoor:
         return p_xy, divisor
 
     def smoothing(self, y, epsilon, axis):
-        """``smooth_labels``: a distribution and a fraction."""
+        """``smooth_labels``: a distribution and a fraction (taken as the losses take it)."""
         (y,) = self.floats((y, "y"))
         epsilon = V.check_fraction("epsilon", epsilon)
         axis = self.axis(axis, y, "y")
         self._classes(y, axis, "y")
+        epsilon = self._label_smoothing(epsilon, self.ops.shape(y)[axis], y)
         y = self.distribution(y, "y", axis)
         return y, epsilon, axis
 
     def categorical(self, y_true, y_pred, from_logits, label_smoothing, axis, reduction):
         """``categorical_cross_entropy``: targets and predictions (logits or probabilities)."""
         y_true, y_pred = self.floats((y_true, "y_true"), (y_pred, "y_pred"))
-        label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred)
+        label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
         self.same_shape(y_true, "y_true", y_pred, "y_pred")
         axis = self.axis(axis, y_pred, "y_pred")
         self._classes(y_pred, axis)
+        label_smoothing = self._label_smoothing(label_smoothing, self.ops.shape(y_pred)[axis], y_true, y_pred)
         y_true = self.distribution(y_true, "y_true", axis)
         y_pred = self.predictions(y_pred, from_logits, axis)
         return y_true, y_pred, label_smoothing, axis
@@ -274,7 +276,7 @@ class FrontDoor:
         """
         (y_pred,) = self.floats((y_pred, pred_name), like=labels if self.ops.is_array(labels) else None)
         labels = self.ops.as_labels(labels, "labels", like=y_pred)
-        label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred)
+        label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
         ignore_index = V.check_int("ignore_index", ignore_index, allow_none=True)
         axis = self.axis(axis, y_pred, pred_name)
         shape = self.ops.shape(y_pred)
@@ -284,6 +286,7 @@ class FrontDoor:
                                             for a, b in zip(got, expected)):
             raise V.labels_shape("labels", tuple(got), tuple(expected), pred_name)
         self._classes(y_pred, axis, pred_name)
+        label_smoothing = self._label_smoothing(label_smoothing, shape[axis], y_pred)
         num_classes = self.ops.dim(y_pred, axis)
         checks = [self.ops.same_labels_shape(labels, y_pred, axis),
                   self.label_range(labels, num_classes, ignore_index)]
@@ -315,7 +318,8 @@ class FrontDoor:
     def binary(self, y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction):
         """``binary_cross_entropy``: targets in [0, 1], predictions, ``pos_weight``."""
         y_true, y_pred = self.floats((y_true, "y_true"), (y_pred, "y_pred"))
-        label_smoothing = self._label_smoothing(from_logits, label_smoothing, reduction, y_pred, share=2)
+        label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
+        label_smoothing = self._label_smoothing(label_smoothing, 2, y_true, y_pred)
         self.same_shape(y_true, "y_true", y_pred, "y_pred")
         y_true = self.probabilities(y_true, "y_true")
         if pos_weight is not None:
@@ -454,12 +458,11 @@ class FrontDoor:
                                 labels, probs, outputs=2)
         return (probs, *bins)
 
-    def _label_smoothing(self, from_logits, label_smoothing, reduction, y_pred, share=1):
-        """The loss options checked; an epsilon whose ``1/share`` (binary: eps/2, the smoothed
-        target of a 0) is below the compute dtype's smallest normal is 0."""
-        label_smoothing = V.check_loss_options(from_logits, label_smoothing, reduction)
-        kept = V.smoothing_in_compute_dtype(label_smoothing / share, self.ops.dtype_name(y_pred))
-        return label_smoothing if kept else 0.0
+    def _label_smoothing(self, label_smoothing, shares, *arrays):
+        """``label_smoothing`` (checked) as the loss takes it: each of its ``shares`` (the class
+        count, ``None`` while unknown; binary: 2) at least the smallest normal of the dtype
+        ``arrays`` are computed in (:func:`xentlib._validate.smoothing_taken`)."""
+        return V.smoothing_taken(label_smoothing, shares, *(self.ops.dtype_name(a) for a in arrays))
 
     def _classes(self, x, axis, name="y_pred"):
         if self.ops.shape(x)[axis] == 0:

@@ -25,33 +25,42 @@ def binary_miss(y, not_y, q):
     return y * (1 - q) + not_y * q
 
 
-def binary_focal(times, freeze, y, not_y, ce, miss, alpha):
+def unfrozen(x, ce):
+    """``freeze`` (see :func:`binary_focal`) of a backend without gradients, or whose ``times``
+    passes none to its weight where the term is infinite."""
+    return x
+
+
+def binary_focal(times, scaled, freeze, y, not_y, ce, miss, alpha):
     r"""Per element :math:`\alpha_t (1 - p_t)^\gamma \big(-y \log p - (1 - y) \log(1 - p)\big)`.
 
     ``ce`` is the per-element cross-entropy, ``miss`` :math:`(1 - p_t)^\gamma` (``None`` for
     ``gamma=0``), ``not_y`` the target's complement; ``alpha`` ``None`` is :math:`\alpha_t = 1`.
-    ``freeze(x, ce)`` is ``x`` with no gradient where ``ce`` is infinite: there the gradient is
-    the cross-entropy's times the factors (an infinite one), not inf - inf from the product rule.
+    ``scaled(miss, ce)`` is ``miss * ce``, but ``ce`` where it is infinite: the factor is positive
+    there (an infinite ``ce`` is a target > 0 at q = 0, or < 1 at q = 1, and then
+    :math:`1 - p_t` is that target or its complement), though it may underflow to 0. ``freeze(x,
+    ce)`` is ``x`` with no gradient where ``ce`` is infinite: there the gradient is the
+    cross-entropy's times the factor, not inf - inf from the product rule.
     """
     per_elem = ce
     if miss is not None:
-        per_elem = times(freeze(miss, ce), per_elem)
+        per_elem = scaled(miss, per_elem)
     if alpha is not None:
         per_elem = times(freeze(alpha * y + (1 - alpha) * not_y, ce), per_elem)
     return per_elem
 
 
-def categorical_focal(times, freeze, terms, miss, alpha):
+def categorical_focal(times, scaled, freeze, terms, miss, alpha):
     r"""Per class :math:`-\alpha_c\, \tilde y_c (1 - \hat y_c)^\gamma \log \hat y_c` (summed by the caller)
-    from the cross-entropy terms :math:`-\tilde y_c \log \hat y_c`; ``miss`` and ``freeze`` as in
-    :func:`binary_focal`.
+    from the cross-entropy terms :math:`-\tilde y_c \log \hat y_c`; ``miss``, ``scaled`` and
+    ``freeze`` as in :func:`binary_focal` (an infinite term has :math:`\hat y_c = 0`, a factor of 1).
 
     ``alpha`` is ``None``, a scalar, or per-class weights shaped to broadcast along
     the class axis (the front door shapes them).
     """
     ce = terms
     if miss is not None:
-        terms = times(freeze(miss, ce), terms)
+        terms = scaled(miss, terms)
     if alpha is not None:
         terms = times(freeze(alpha, ce), terms)
     return terms

@@ -117,15 +117,26 @@ WEIGHT_HEADROOM = 32
 
 
 #: The smallest normal number of the dtype a loss is computed in (16-bit inputs: float32).
-_SMALLEST_NORMAL = {"float64": 2.2250738585072014e-308}
+_SMALLEST_NORMAL = {"float64": 2.2250738585072014e-308, "float32": 1.1754943508222875e-38}
 
 
-def smoothing_in_compute_dtype(label_smoothing: float, dtype_name: str) -> float:
-    """``label_smoothing``, or 0 where it is below the compute dtype's smallest normal number:
-    such an epsilon rounds to 0 or to a subnormal there (TensorFlow flushes subnormals), so every
-    backend takes it as 0 (before: NaN in some, inf in others, from 0 x log 0)."""
-    tiny = _SMALLEST_NORMAL.get(dtype_name, 1.1754943508222875e-38)
-    return 0.0 if label_smoothing < tiny else label_smoothing
+def smallest_normal(*dtype_names: str) -> float:
+    """The smallest normal number of the narrowest dtype these inputs are computed in (float64 only
+    if every one is float64; 16-bit: float32)."""
+    return _SMALLEST_NORMAL[compute_dtype(max(dtype_names, key=lambda d: d != "float64"))]
+
+
+def smoothing_taken(label_smoothing: float, shares, *dtype_names: str) -> float:
+    """The label smoothing a loss takes: a positive epsilon is never dropped, and is at least
+    ``shares`` times the smallest normal of the compute dtype (see :func:`smallest_normal`), so
+    that each share eps/K (``shares`` = K; binary: 2) is a normal number there, as a positive
+    weight stays positive. A share rounded down (to 0, or to a subnormal, which TensorFlow
+    flushes) would meet q = 0 as a finite loss where it is inf. ``shares`` ``None`` (a class
+    count unknown while tracing a TensorFlow graph): unchanged, the share is bounded where it
+    is formed."""
+    if not label_smoothing or shares is None:
+        return label_smoothing
+    return max(label_smoothing, shares * smallest_normal(*dtype_names))
 
 
 def check_loss_options(from_logits, label_smoothing, reduction) -> float:

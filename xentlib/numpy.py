@@ -33,9 +33,14 @@ Conventions, shared by all three backends
   beyond float32's maximum with such predictions is refused, except
   ``class_weight`` with ``'mean'``, which is scaled by a power of two first
   (the weighted mean does not depend on the weights' scale).
-* **Label smoothing** below the compute dtype's smallest normal number (float32:
-  :math:`1.2 \cdot 10^{-38}`, also for 16-bit inputs; binary: :math:`\varepsilon/2` below it)
-  is taken as 0: it would round to 0 or to a subnormal there, which TensorFlow flushes.
+* **Label smoothing** is never dropped: each positive share :math:`\varepsilon/K` of it
+  (binary: :math:`\varepsilon/2`) is at least the compute dtype's smallest normal number
+  (float32: :math:`1.2 \cdot 10^{-38}`, also for 16-bit inputs, and where targets and
+  predictions differ in dtype), so a positive :math:`\varepsilon` is taken as at least
+  :math:`K` (binary: 2) times it, in every loss that smooths and in ``smooth_labels``: the
+  direction of the weights' convention. Rounded down (to 0, or to a subnormal, which
+  TensorFlow flushes) a smoothed target meeting :math:`q = 0` would give a finite loss, where
+  it is :math:`+\infty`. PyTorch and Keras just compute :math:`\varepsilon/K` in the dtype.
 * **Checks**: bad input raises ``ValueError``/``TypeError`` naming the argument.
   A distribution must sum to 1 within a tolerance set by its dtype
   (float64 :math:`10^{-6}`, float32 :math:`10^{-4}`, float16 :math:`10^{-2}`,
@@ -98,9 +103,11 @@ def _times(weight, nll):
         return np.where(weight == 0, 0.0, weight * nll)
 
 
-def _unfrozen(x, ce):
-    """The focal factors' ``freeze`` (see :func:`xentlib._neutral.binary_focal`): NumPy has no gradients."""
-    return x
+def _scaled(x, term):
+    """``x * term`` for ``x >= 0``, and ``term`` where it is infinite (``x`` > 0 there, or an
+    underflow of a positive number)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(term), term, x * term)
 
 
 def _reduce(per_item, reduction, denominator=None):
@@ -413,7 +420,7 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
             log_p, log_not_p = np.log(q), np.log1p(-q)
             miss = _neutral.binary_miss(y, not_y, q) ** gamma
         ce = -(_times(y, log_p) + _times(not_y, log_not_p))
-    per_elem = _neutral.binary_focal(_times, _unfrozen, y, not_y, ce, miss if gamma else None, alpha)
+    per_elem = _neutral.binary_focal(_times, _scaled, _neutral.unfrozen, y, not_y, ce, miss if gamma else None, alpha)
     return _reduce(per_elem, reduction).astype(_loss_dtype(y_pred))
 
 
@@ -430,7 +437,8 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
         with np.errstate(divide="ignore"):
             log_q, miss = np.log(z), np.clip(1 - z, 0, 1) ** gamma
     alpha = None if alpha is None else _compute(np.asarray(alpha))
-    terms = _neutral.categorical_focal(_times, _unfrozen, _times(target, -log_q), miss if gamma else None, alpha)
+    terms = _neutral.categorical_focal(_times, _scaled, _neutral.unfrozen, _times(target, -log_q),
+                                       miss if gamma else None, alpha)
     with np.errstate(over="ignore"):  # from float64 (see _logits_and_log_q): beyond float32's max is inf
         return _reduce(terms.sum(axis=axis), reduction).astype(_loss_dtype(y_pred))
 

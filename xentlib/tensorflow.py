@@ -150,12 +150,6 @@ def _power(base, gamma):
     return tf.where(zero, tf.zeros_like(powered), powered)
 
 
-def _frozen(x, ce):
-    """``x`` without gradient where ``ce`` is infinite (see :func:`xentlib._neutral.binary_focal`)."""
-    x = x + tf.zeros_like(ce)  # broadcast, for tf.where
-    return tf.where(tf.math.is_inf(ce), tf.stop_gradient(x), x)
-
-
 def _clip_unit(x):
     """``x`` clipped to [0, 1] by selection: ``tf.clip_by_value`` flushes subnormals to 0 on
     the CPU, and then :math:`-\\log 10^{-310}` would be inf."""
@@ -204,12 +198,17 @@ def _shift_by_max(z, axis):
 
 
 def _smoothed(y, epsilon, axis):
-    """Label smoothing in the compute dtype; the class count may be known only when it runs."""
+    """Label smoothing in the compute dtype. The class count K may be known only when it runs:
+    then the front door could not bound eps / K, and it is bounded here (at least the smallest
+    normal, :func:`xentlib._validate.smoothing_taken`)."""
     y = _compute(y)
     if not epsilon:
         return y
     k = _fd.ops.dim(y, axis)
-    uniform = tf.constant(epsilon / k, tf.float64) if isinstance(k, int) else epsilon / tf.cast(k, tf.float64)
+    if isinstance(k, int):
+        uniform = tf.constant(epsilon / k, tf.float64)
+    else:
+        uniform = tf.maximum(epsilon / tf.cast(k, tf.float64), V.smallest_normal(y.dtype.name))
     return tf.constant(1 - epsilon, y.dtype) * y + tf.cast(uniform, y.dtype)
 
 
@@ -537,9 +536,6 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
     if from_logits:
         per_row = _categorical_from_logits(move_to_last(target, axis), move_to_last(z, axis), "none")
     else:
-        if label_smoothing:  # every smoothed target is > 0: an eps/K that TF would flush (below
-            # the smallest normal) is taken as the smallest normal, so that it still meets q = 0 as inf
-            target = tf.maximum(target, tf.constant(np.finfo(target.dtype.as_numpy_dtype).tiny, target.dtype))
         per_row = -tf.reduce_sum(_xlogy(target, z), axis=axis)
     return tf.cast(_reduce(per_row, reduction), _loss_dtype(y_pred))
 
@@ -751,7 +747,7 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
         not_y = _complement(y0, label_smoothing)
         miss = _power(_neutral.binary_miss(y, not_y, q), gamma)
         ce = -(_xlogy(y, q) + _xlog1p(not_y, -q))
-    per_elem = _neutral.binary_focal(_times, _frozen, y, not_y, ce, miss if gamma else None, alpha)
+    per_elem = _neutral.binary_focal(_times, _scaled, _neutral.unfrozen, y, not_y, ce, miss if gamma else None, alpha)
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
 
@@ -775,7 +771,7 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
         else:  # masked arguments, as in binary_focal_cross_entropy
             terms, miss = -_xlogy(target, z), _power(_clip_unit(1 - z), gamma)
         weight = None if alpha is None else tf.cast(alpha, z.dtype) + tf.zeros_like(z)  # for tf.where
-        terms = _neutral.categorical_focal(_times, _frozen, terms, miss if gamma else None, weight)
+        terms = _neutral.categorical_focal(_times, _scaled, _neutral.unfrozen, terms, miss if gamma else None, weight)
         return tf.reduce_sum(terms, axis=axis)
 
     per_row = rows(z, target)

@@ -96,6 +96,13 @@ def _power(base, gamma):
     return torch.where(zero, 0.0, torch.where(zero, 1.0, base) ** gamma)
 
 
+def _scaled(x, term):
+    """``x * term`` for ``x >= 0``, and ``term`` where it is infinite (``x`` > 0 there, or an
+    underflow of a positive number); the product is of a masked term (no 0 x inf to ``x``)."""
+    infinite = torch.isinf(term)
+    return torch.where(infinite, term, x * torch.where(infinite, 0.0, term))
+
+
 def _frozen(x, ce):
     """``x`` without gradient where ``ce`` is infinite (see :func:`xentlib._neutral.binary_focal`)."""
     return torch.where(torch.isinf(ce), x.detach(), x)
@@ -734,7 +741,7 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
         not_y = _neutral.smoothed_binary(1 - _compute(y_true).to(z.dtype), label_smoothing)  # not 1 - y
         miss = _power(_neutral.binary_miss(y, not_y, q), gamma)
         ce = -(_xlogy(y, q) + _xlog1p(not_y, -q))
-    per_elem = _neutral.binary_focal(_times, _frozen, y, not_y, ce, miss if gamma else None, alpha)
+    per_elem = _neutral.binary_focal(_times, _scaled, _frozen, y, not_y, ce, miss if gamma else None, alpha)
     return _reduce(per_elem, reduction).to(_loss_dtype(y_pred))
 
 
@@ -756,7 +763,7 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
         terms, miss = -_xlogy(target, z), _power(torch.clamp(1 - z, 0, 1), gamma)
     if alpha is not None:
         alpha = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
-    terms = _neutral.categorical_focal(_times, _frozen, terms, miss if gamma else None, alpha)
+    terms = _neutral.categorical_focal(_times, _scaled, _frozen, terms, miss if gamma else None, alpha)
     return _reduce(terms.sum(dim=axis), reduction).to(_loss_dtype(y_pred))
 
 
