@@ -1203,3 +1203,24 @@ def test_d4_tf_label_smoothing_with_an_unknown_class_count():
         sparse = tf.function(lambda y, q, eps=eps: xtf.sparse_categorical_cross_entropy(y, q, label_smoothing=eps),
                              input_signature=[tf.TensorSpec([None], tf.int64), spec[0]])
         assert float(sparse(tf.constant([0], tf.int64), one_zero)) == np.inf
+
+
+# ---- error texts -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_d9_the_dtype_error_lists_the_dtypes_the_backend_takes(backend):
+    """NumPy refused bfloat16 with a message that listed bfloat16 among the accepted dtypes."""
+    import ml_dtypes
+
+    xl, array = BACKENDS[backend]
+    if backend == "numpy":
+        with pytest.raises(TypeError, match=r"^p must have a floating-point dtype \(float16, float32 or float64\); "
+                                            r"got bfloat16\. Convert it first"):
+            xl.entropy(np.array([0.5, 0.5], ml_dtypes.bfloat16))
+        hidden = np.ones((2, 3), ml_dtypes.bfloat16)
+        with pytest.raises(TypeError, match=r"^hidden must have a floating-point dtype \(float16, float32 or"):
+            xl.linear_cross_entropy(hidden, np.ones((4, 3)), np.zeros(2, np.int64))
+    else:
+        with pytest.raises(TypeError, match=r"^p must have a floating-point dtype \(float16, bfloat16, float32 or "
+                                            r"float64\); got int"):
+            xl.entropy(array(np.array([1, 0])))

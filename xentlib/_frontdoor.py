@@ -10,6 +10,7 @@ read a few facts from an array:
 
 =====================  ====================================================
 ``ops.as_float``       an input as a floating array (``like``: its device)
+``ops.float_dtypes``   the floating dtypes it takes, for the messages
 ``ops.as_labels``      an input as an integer array
 ``ops.promote``        arrays cast to their common floating dtype (as
                        NumPy's ``result_type``)
@@ -476,7 +477,7 @@ class FrontDoor:
         """Shape, dtype and option checks of ``linear_cross_entropy`` (arrays already converted)."""
         for name, x in (("hidden", hidden), ("weight", weight), ("bias", bias)):
             if x is not None and not self.ops.is_float(x):
-                raise V.not_float(name, self.ops.dtype_name(x))
+                raise V.not_float(name, self.ops.dtype_name(x), self.ops.float_dtypes)
         if not self.ops.is_integer(labels):
             raise V.not_integer("labels", self.ops.dtype_name(labels))
         label_smoothing = V.check_fraction("label_smoothing", label_smoothing)

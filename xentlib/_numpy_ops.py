@@ -20,13 +20,15 @@ def host_array(x, name):
 
 class NumpyOps:
     keeps_subnormals = True  # arithmetic on subnormal numbers is exact
+    float_dtypes = V.NUMPY_FLOAT_DTYPES  # no bfloat16
+
     def is_array(self, x):
         return isinstance(x, (np.ndarray, np.generic))
 
     def as_float(self, x, name, like=None):
         x = np.asarray(x) if self.is_array(x) else host_array(x, name)
         if x.dtype.kind != "f":
-            raise V.not_float(name, x.dtype)
+            raise V.not_float(name, x.dtype, self.float_dtypes)
         return x
 
     def as_labels(self, labels, name, like=None):

@@ -25,6 +25,8 @@ def _py(value):
 
 class TensorFlowOps:
     keeps_subnormals = False  # the CPU kernels flush them to 0
+    float_dtypes = V.FLOAT_DTYPES
+
     def is_array(self, x):
         return tf.is_tensor(x) or isinstance(x, tf.Variable)
 

@@ -30,6 +30,8 @@ def _from_numpy(a):
 class TorchOps(NumpyOps):
     """Shares the NumPy adapter's scalar logic; every array primitive is torch's."""
 
+    float_dtypes = V.FLOAT_DTYPES
+
     def is_array(self, x):
         return isinstance(x, torch.Tensor)
 

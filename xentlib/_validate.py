@@ -202,10 +202,16 @@ def sum_tolerance(dtype_name: str) -> float:
 
 # ---- error builders: one wording for every backend -------------------------
 
-def not_float(name: str, dtype) -> TypeError:
+#: The floating dtypes a backend takes: NumPy has no bfloat16 (ml_dtypes' is refused).
+FLOAT_DTYPES = "float16, bfloat16, float32 or float64"
+NUMPY_FLOAT_DTYPES = "float16, float32 or float64"
+
+
+def not_float(name: str, dtype, accepted: str = FLOAT_DTYPES) -> TypeError:
+    """``accepted``: the backend's floating dtypes (NumPy: :data:`NUMPY_FLOAT_DTYPES`)."""
     return TypeError(
-        f"{name} must have a floating-point dtype (float16, bfloat16, float32 or "
-        f"float64); got {dtype}. Convert it first, e.g. to float32.")
+        f"{name} must have a floating-point dtype ({accepted}); got {dtype}. "
+        f"Convert it first, e.g. to float32.")
 
 
 def not_integer(name: str, dtype) -> TypeError:
