@@ -187,7 +187,7 @@ def test_named_type_errors(xl, call, match):
 
 
 def test_gradient_descent_refuses_nan_gradients_and_non_scalar_losses():
-    with pytest.raises(ValueError, match="grad has NaN"):
+    with pytest.raises(ValueError, match="^loss_and_grad returned a gradient with NaN or inf at step 0 "):
         xn.gradient_descent(lambda t: (0.0, t * np.nan), [1.0], steps=1)
     with pytest.raises(TypeError, match="scalar loss"):
         xn.gradient_descent(lambda t: (t, t), [1.0, 2.0], steps=1)
@@ -1224,3 +1224,42 @@ def test_d9_the_dtype_error_lists_the_dtypes_the_backend_takes(backend):
         with pytest.raises(TypeError, match=r"^p must have a floating-point dtype \(float16, bfloat16, float32 or "
                                             r"float64\); got int"):
             xl.entropy(array(np.array([1, 0])))
+
+
+def test_d10_gradient_descent_names_the_argument_and_the_fix():
+    """NaN or inf gradients and parameters: each message starts with the argument's name
+    (before: 'grad has NaN ...', 'loss became nan ...', no argument of that name) and says the fix."""
+    cases = [
+        (lambda t: (float("nan"), t), [1.0], {}, r"^loss_and_grad returned a loss of nan at step 0: .*lower "
+                                                 r"learning_rate \(now 0\.1\), e\.g\. to 0\.01"),
+        (lambda t: (1.0, t * np.inf), [1.0], {}, r"^loss_and_grad returned a gradient with NaN or inf at step 0 "
+                                                 r".*check its gradient, or lower learning_rate"),
+        (lambda t: (1.0, np.full(2, 1e308)), [1.0, -1.0], {"learning_rate": 1e10},
+         r"^params became NaN or inf at step 0 .*lower learning_rate \(now 1e\+10\)"),
+        (lambda t: (1.0, np.zeros(3)), [1.0], {}, r"^loss_and_grad returned a gradient of shape \(3,\) at step 0, "
+                                                  r"but params has shape \(1,\); return one derivative per"),
+        (lambda t: (1.0, t), [np.nan], {}, r"^params must be finite .*start from finite values"),
+    ]
+    for fn, params, kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            xn.gradient_descent(fn, params, steps=2, **kwargs)
+
+
+_UNKNOWN_SHAPES = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, None], tf.float32)]
+
+
+@pytest.mark.parametrize("signature", [None, _UNKNOWN_SHAPES], ids=["static", "unknown-shapes"])
+def test_d10_tf_graph_messages_read_like_the_eager_ones(signature):
+    """In a tf.function an assertion printed each piece of the message in brackets:
+    'found values in [] [-3] [, ] [5] []'; now the eager text with the values written in."""
+    fn = tf.function(lambda y, z: xtf.sparse_categorical_cross_entropy(y, z, from_logits=True, ignore_index=-100),
+                     input_signature=signature)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"assertion failed: \[labels must lie in \[0, 3\) or equal ignore_index=-100; "
+                             r"found values in \[-3, 5\]\]"):
+        fn(tf.constant([5, -3], tf.int64), tf.zeros((2, 3)))
+    probabilities = tf.function(lambda y, q: xtf.categorical_cross_entropy(y, q))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"\[y_true must sum to 1 along axis 1 \(tolerance 0\.0001\); found a sum of 1\.2\. "
+                             r"Normalise it"):
+        probabilities(tf.constant([[0.5, 0.7]]), tf.constant([[0.5, 0.5]]))

@@ -209,7 +209,12 @@ class TensorFlowOps:
             fake.append(a)
         text = str(builder(*fake))
         parts = re.split("(" + "|".join(slots) + ")", text) if slots else [text]
-        return tf.debugging.Assert(ok, [slots.get(p, p) for p in parts if p], summarize=1)
+        pieces = [slots.get(p, p) for p in parts if p]
+        if slots and not _in_xla_context():  # one string, the eager message: Assert prints each
+            # piece in its own brackets ('found values in [] [-3] [, ] [5] []'); XLA drops the
+            # assertion, and could not compile the string ops
+            pieces = [tf.strings.join([p if isinstance(p, str) else _as_text(p) for p in pieces])]
+        return tf.debugging.Assert(ok, pieces, summarize=1)
 
     def same_runtime_shape(self, a, a_name, b, b_name):
         """In a graph with unknown dimensions (e.g. the batch), check when it runs."""
@@ -267,6 +272,21 @@ class TensorFlowOps:
             return x
         with tf.control_dependencies(checks):
             return tf.identity(x)
+
+
+def _in_xla_context():
+    """Whether the graph being traced is compiled by XLA (``tf.function(jit_compile=True)``)."""
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
+def _as_text(value):
+    """A scalar tensor as the eager message writes it (a float as its shortest repr, ~``{:.6g}``)."""
+    if value.dtype.is_floating:
+        return tf.strings.as_string(tf.cast(value, tf.float64) if value.dtype.size == 2 else value, shortest=True)
+    return tf.strings.as_string(value)
 
 
 def _unflushed(w):

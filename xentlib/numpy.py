@@ -508,7 +508,8 @@ def gradient_descent(loss_and_grad, params, *, learning_rate=0.1, steps=100):
     ``loss_and_grad(params)`` returns ``(loss, grad)``: a finite scalar loss and
     ``grad`` shaped like ``params``. Returns the final parameters and the loss
     before every step (``steps`` values), so a caller can plot the training
-    curve. A NaN or infinite loss or gradient stops it with a ``ValueError``.
+    curve. A NaN or infinite loss, gradient or parameter stops it with a ``ValueError``
+    that names ``loss_and_grad`` (or ``params``) and the fix.
 
     >>> from xentlib import numpy as xl
     >>> theta, losses = xl.gradient_descent(lambda t: ((t**2).sum(), 2 * t), [3.0],
@@ -519,6 +520,8 @@ def gradient_descent(loss_and_grad, params, *, learning_rate=0.1, steps=100):
     if not callable(loss_and_grad):
         raise TypeError("loss_and_grad must be a callable params -> (loss, grad)")
     (theta,) = _fd.floats((params, "params"))
+    if not np.isfinite(theta).all():
+        raise ValueError("params must be finite (it contains NaN or inf); start from finite values, e.g. zeros")
     theta = theta.copy()
     learning_rate = V.check_positive("learning_rate", learning_rate)
     steps = V.check_int("steps", steps, minimum=0)
@@ -536,14 +539,22 @@ def gradient_descent(loss_and_grad, params, *, learning_rate=0.1, steps=100):
                 f" at step {t}. Reduce it, e.g. with .sum() or .mean()")
         grad = np.asarray(grad)
         if grad.shape != theta.shape:
-            raise V.shape_mismatch("grad", grad.shape, "params", theta.shape)
+            raise ValueError(
+                f"loss_and_grad returned a gradient of shape {grad.shape} at step {t}, but params has shape "
+                f"{theta.shape}; return one derivative per parameter")
         if not np.isfinite(loss):
             raise ValueError(
-                f"loss became {float(loss)} at step {t}; lower learning_rate (now {learning_rate})")
+                f"loss_and_grad returned a loss of {float(loss)} at step {t}: the steps diverged (or the loss "
+                f"is undefined there); lower learning_rate (now {learning_rate:g}), e.g. to {learning_rate / 10:g}")
         if not np.isfinite(grad).all():
             raise ValueError(
-                f"grad has NaN or inf at step {t}; lower learning_rate (now {learning_rate}) "
-                f"or check the gradient")
+                f"loss_and_grad returned a gradient with NaN or inf at step {t} (the loss was {float(loss):g}); "
+                f"check its gradient, or lower learning_rate (now {learning_rate:g}), e.g. to {learning_rate / 10:g}")
         losses[t] = loss
-        theta = theta - learning_rate * grad
+        with np.errstate(over="ignore", invalid="ignore"):
+            theta = theta - learning_rate * grad
+        if not np.isfinite(theta).all():
+            raise ValueError(
+                f"params became NaN or inf at step {t} (learning_rate x grad overflowed); lower learning_rate "
+                f"(now {learning_rate:g}), e.g. to {learning_rate / 10:g}")
     return theta, losses
