@@ -1048,16 +1048,20 @@ _BOUNDARY_ROWS_Y = np.array([[1.0, 0, 0], [0, 1, 0], [0.5, 0.5, 0], [0.5, 0.5, 0
 _BOUNDARY_ROWS_Q = np.array([[1.0, 0, 0], [0.3, 0.7, 0], [0.2, 0.3, 0.5], [1, 0, 0], [0.2, 0.3, 0.5]])
 
 
-def _autograd(backend, fn, y, q, dtype, kwargs):
-    """The summed loss's gradients to y_true and y_pred in ``backend`` (16-bit: float32 results)."""
+def _autograd(backend, fn, y, q, dtype, kwargs, masked=False):
+    """The summed loss's gradients to y_true and y_pred in ``backend`` (16-bit: float32 results);
+    ``masked``: of the sum of the finite items only (a caller's where-mask of the infinite ones)."""
     if backend == "torch":
         yt = torch.tensor(y, dtype=getattr(torch, dtype), requires_grad=True)
         qt = torch.tensor(q, dtype=getattr(torch, dtype), requires_grad=True)
-        gy, gq = torch.autograd.grad(getattr(xt, fn)(yt, qt, reduction="sum", **kwargs), (yt, qt))
-        return gy.float().numpy().astype(np.float64), gq.float().numpy().astype(np.float64)
+        out = getattr(xt, fn)(yt, qt, reduction="none" if masked else "sum", **kwargs)
+        out = torch.where(torch.isfinite(out), out, 0.0).sum() if masked else out
+        gy, gq = torch.autograd.grad(out, (yt, qt))
+        return gy.double().numpy(), gq.double().numpy()
     yt, qt = tf.Variable(tf.cast(y, dtype)), tf.Variable(tf.cast(q, dtype))
     with tf.GradientTape() as tape:
-        out = getattr(xtf, fn)(yt, qt, reduction="sum", **kwargs)
+        out = getattr(xtf, fn)(yt, qt, reduction="none" if masked else "sum", **kwargs)
+        out = tf.reduce_sum(tf.where(tf.math.is_finite(out), out, tf.zeros_like(out))) if masked else out
     return tuple(tf.cast(g, tf.float64).numpy() for g in tape.gradient(out, [yt, qt]))
 
 
@@ -1088,9 +1092,10 @@ def test_gradients_from_probabilities_at_zero_and_one(backend, fn, dtype):
     """D1: sigmoid(20) is exactly 1 in float32, and one confident correct prediction made the
     focal losses' gradient NaN (log q, log1p(-q) and the power evaluated at the boundary, and
     a where-mask of their product that still passed 0 x inf back), for every gamma, also 0.
-    The gradients to y_true and y_pred are never NaN where the loss is finite or inf, finite
-    where the item is finite, and equal a float64 one-sided difference of the reference where
-    q is at the boundary (y_true's: where q is inside (0, 1), as a masked 0 log 0 term passes 0)."""
+    The gradients to y_true and y_pred are never NaN where the loss is finite or inf (nor where
+    a caller masks the infinite items: 0 at those), finite where the item is finite, and equal a
+    float64 one-sided difference of the reference where q is at the boundary (y_true's: where
+    q is inside (0, 1), as a 0 log 0 term passes 0)."""
     binary = fn.startswith("binary")
     y, q = (_BOUNDARY_Y, _BOUNDARY_Q) if binary else (_BOUNDARY_ROWS_Y, _BOUNDARY_ROWS_Q)
     gammas = [0.0, 0.5, 1.0, 2.0] if "focal" in fn else [None]
@@ -1103,6 +1108,9 @@ def test_gradients_from_probabilities_at_zero_and_one(backend, fn, dtype):
             gy, gq = _autograd(backend, fn, y, q, dtype, kwargs)
             what = (fn, dtype, kwargs)
             assert not np.isnan(gy).any() and not np.isnan(gq).any(), (what, gy, gq)
+            masked_gy, masked_gq = _autograd(backend, fn, y, q, dtype, kwargs, masked=True)
+            assert np.isfinite(masked_gy).all() and np.isfinite(masked_gq).all(), (what, masked_gy, masked_gq)
+            np.testing.assert_array_equal(masked_gq[finite], gq[finite])
             assert np.isfinite(gq[finite]).all() and np.isfinite(gy[finite]).all(), (what, gy, gq)
             ref_q = _one_sided_differences(fn, q, y, 1, kwargs)
             # atol: the one-sided difference of (1 - q)^0.5 (-log q) at q = 1 is h^0.5 = 3e-4, not 0

@@ -20,7 +20,8 @@ Conventions (as in :mod:`xentlib.numpy`, plus what is TensorFlow's own)
   are computed in float32; building blocks return the input dtype, losses float32.
 * **Gradients**: every function is differentiable with ``tf.GradientTape``;
   terms that are 0 by the :math:`0 \log 0` convention have gradient 0, not NaN,
-  and so have the focal factors at :math:`q \in \{0, 1\}`.
+  and so have the focal factors at :math:`q \in \{0, 1\}` and an infinite
+  term (:math:`p > 0` at :math:`q = 0`; also where a caller masks it out).
 * **Graph mode**: every function works inside ``tf.function``. Shape, dtype and
   option errors raise ``ValueError``/``TypeError`` at trace time. The value
   checks (NaN, probability ranges, sums, label range) raise ``ValueError`` in
@@ -127,19 +128,24 @@ def _scaled(x, term):
 
 
 def _xlogy(x, y):
-    r""":math:`x \log y` with :math:`0 \log 0 = 0`, and gradient 0 (not NaN) there: the log of a masked
-    argument; ``x >= 0`` (a subnormal x where y = 0 gives -inf). Elsewhere the gradient is
-    :math:`\log y` to ``x`` (also at :math:`x = 0`) and :math:`x / y` to ``y``."""
-    kept = _nonzero(x) | _nonzero(y)
-    terms = _scaled(x, _log(tf.where(kept, y, tf.ones_like(y))))
-    return tf.where(kept, terms, tf.zeros_like(terms))
+    r""":math:`x \log y` with :math:`0 \log 0 = 0`; ``x >= 0``, ``y >= 0``. The log is of a masked argument:
+    where :math:`y = 0` the term is the constant 0 or :math:`-\infty` (a subnormal x too; gradient 0: a
+    mask of the product alone passes 0 x inf back, NaN, also where a caller masks an infinite loss).
+    Elsewhere the gradient is :math:`\log y` to ``x`` (also at :math:`x = 0`) and :math:`x / y` to ``y``."""
+    positive = _nonzero(y)
+    terms = x * _log(tf.where(positive, y, tf.ones_like(y)))  # 0 log 1 = 0 where x = y = 0
+    return tf.where(positive | ~_nonzero(x), terms, _minus_inf(terms))
 
 
 def _xlog1p(x, u):
-    r""":math:`x \log(1 + u)` with :math:`0 \log 0 = 0` (at :math:`u = -1`) and gradient 0 there, as :func:`_xlogy`."""
-    kept = _nonzero(x) | tf.not_equal(u, -1)
-    terms = _scaled(x, tf.math.log1p(tf.where(kept, u, tf.zeros_like(u))))
-    return tf.where(kept, terms, tf.zeros_like(terms))
+    r""":math:`x \log(1 + u)` as :func:`_xlogy` (constant where :math:`u = -1`)."""
+    positive = tf.not_equal(u, -1)
+    terms = x * tf.math.log1p(tf.where(positive, u, tf.zeros_like(u)))
+    return tf.where(positive | ~_nonzero(x), terms, _minus_inf(terms))
+
+
+def _minus_inf(like):
+    return tf.constant(-np.inf, like.dtype) + tf.zeros_like(like)
 
 
 def _power(base, gamma):

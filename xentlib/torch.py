@@ -17,7 +17,8 @@ Conventions, as in the reference
   :math:`q = 0` gives :math:`+\infty`. ``F.binary_cross_entropy`` instead clamps
   each log at :math:`-100`. Gradients are finite where the loss is: a
   :math:`0 \log 0` term passes a zero gradient, and the focal factors at
-  :math:`q \in \{0, 1\}` theirs, not NaN.
+  :math:`q \in \{0, 1\}` theirs, not NaN; an infinite term (:math:`p > 0`
+  at :math:`q = 0`) passes 0, also where a caller masks it out.
 * **Dtypes**: float64 stays float64, float32 stays float32; float16 and
   bfloat16 are computed in float32. Building blocks return the input dtype,
   losses float32.
@@ -76,17 +77,20 @@ def _loss_dtype(x):
 
 
 def _xlogy(x, y):
-    r""":math:`x \log y` with :math:`0 \log 0 = 0`, and gradient 0 there: the log of a masked argument (a
-    mask of the product alone would pass back 0 x inf). Elsewhere the gradient is :math:`\log y` to
-    ``x`` (also at :math:`x = 0`) and :math:`x / y` to ``y``."""
-    zero = (x == 0) & (y == 0)
-    return torch.where(zero, 0.0, x * torch.log(torch.where(zero, 1.0, y)))
+    r""":math:`x \log y` with :math:`0 \log 0 = 0`; ``x >= 0``, ``y >= 0``. The log is of a masked argument:
+    where :math:`y = 0` the term is the constant 0 or :math:`-\infty` (gradient 0: a mask of the product
+    alone passes 0 x inf back, NaN, also where a caller masks an infinite loss). Elsewhere the gradient
+    is :math:`\log y` to ``x`` (also at :math:`x = 0`) and :math:`x / y` to ``y``."""
+    zero = y == 0
+    terms = x * torch.log(torch.where(zero, 1.0, y))  # 0 log 1 = 0 where x = y = 0
+    return torch.where(zero & (x != 0), -math.inf, terms)
 
 
 def _xlog1p(x, u):
-    r""":math:`x \log(1 + u)` with :math:`0 \log 0 = 0` (at :math:`u = -1`) and gradient 0 there, as :func:`_xlogy`."""
-    zero = (x == 0) & (u == -1)
-    return torch.where(zero, 0.0, x * torch.log1p(torch.where(zero, 0.0, u)))
+    r""":math:`x \log(1 + u)` as :func:`_xlogy` (constant where :math:`u = -1`)."""
+    zero = u == -1
+    terms = x * torch.log1p(torch.where(zero, 0.0, u))
+    return torch.where(zero & (x != 0), -math.inf, terms)
 
 
 def _power(base, gamma):
