@@ -41,6 +41,8 @@ Conventions, shared by all three backends
   direction of the weights' convention. Rounded down (to 0, or to a subnormal, which
   TensorFlow flushes) a smoothed target meeting :math:`q = 0` would give a finite loss, where
   it is :math:`+\infty`. PyTorch and Keras just compute :math:`\varepsilon/K` in the dtype.
+  (``smooth_labels`` returns its input's dtype: a float16 share below :math:`6 \cdot 10^{-8}`
+  rounds to 0 there.)
 * **Checks**: bad input raises ``ValueError``/``TypeError`` naming the argument.
   A distribution must sum to 1 within a tolerance set by its dtype
   (float64 :math:`10^{-6}`, float32 :math:`10^{-4}`, float16 :math:`10^{-2}`,
