@@ -1271,3 +1271,23 @@ def test_d10_tf_graph_messages_read_like_the_eager_ones(signature):
                        match=r"\[y_true must sum to 1 along axis 1 \(tolerance 0\.0001\); found a sum of 1\.2\. "
                              r"Normalise it"):
         probabilities(tf.constant([[0.5, 0.7]]), tf.constant([[0.5, 0.5]]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_d1_tf_gradient_at_a_subnormal_probability(dtype):
+    """TF's CPU kernels flush a subnormal q: the gradient of log q there was 0 x inf = NaN (and,
+    with the log masked, 0); now -y / q as torch gives it (inf beyond the dtype's max)."""
+    np_dtype = np.dtype(dtype)
+    tiny = np.finfo(np_dtype).tiny
+    q = np.array([tiny / 10, tiny / 5, tiny / 1e6, 0.5], np_dtype)
+    y = np.array([0.5, 1e-3, 1.0, 1.0], np_dtype)
+    q_ld, y_ld = q.astype(np.longdouble), y.astype(np.longdouble)
+    with np.errstate(over="ignore"):
+        expected = (-y_ld / q_ld + (1 - y_ld) / (1 - q_ld)).astype(np_dtype)
+    variable = tf.Variable(q)
+    for fn in (xtf.binary_cross_entropy, xtf.binary_focal_cross_entropy):
+        kwargs = {} if fn is xtf.binary_cross_entropy else {"gamma": 0.0}
+        with tf.GradientTape() as tape:
+            out = fn(tf.constant(y), variable, reduction="sum", **kwargs)
+        got = tape.gradient(out, variable).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=fn.__name__)

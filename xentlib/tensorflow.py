@@ -91,9 +91,17 @@ def _log(x):
     info = np.finfo(x.dtype.as_numpy_dtype)
     bits = tf.bitcast(x, tf.int64 if x.dtype == tf.float64 else tf.int32)
     subnormal = (bits > 0) & (bits < tf.bitcast(tf.constant(info.tiny, x.dtype), bits.dtype))
-    log_subnormal = tf.math.log(tf.cast(bits, x.dtype)) + np.log(info.smallest_subnormal)
+    m = tf.where(subnormal, tf.cast(bits, x.dtype), tf.ones_like(x))
+    log_subnormal = tf.math.log(m) + np.log(info.smallest_subnormal)
+    # its gradient 1/x = 2^1074 / m (float32: 2^149 / m) as two normal factors, carried by
+    # x - x, which is 0 (x is flushed), with the derivative 1: the backward pass multiplies by
+    # each factor in turn, and rounds a gradient beyond the max to inf, as torch does
+    high = 1000 if x.dtype == tf.float64 else 100
+    low = -int(np.log2(info.smallest_subnormal)) - high
+    carrier = (x - tf.stop_gradient(x)) * tf.stop_gradient(2.0 ** high / m) * 2.0 ** low
+    log_subnormal = tf.stop_gradient(log_subnormal) + carrier
     # the log of a masked argument: the gradient of log(x) at a flushed x would be 0 x inf (NaN)
-    return tf.where(subnormal, tf.stop_gradient(log_subnormal), tf.math.log(tf.where(subnormal, tf.ones_like(x), x)))
+    return tf.where(subnormal, log_subnormal, tf.math.log(tf.where(subnormal, tf.ones_like(x), x)))
 
 
 def _sqrt(x):
