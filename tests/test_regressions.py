@@ -1291,3 +1291,15 @@ def test_d1_tf_gradient_at_a_subnormal_probability(dtype):
             out = fn(tf.constant(y), variable, reduction="sum", **kwargs)
         got = tape.gradient(out, variable).numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=fn.__name__)
+
+
+def test_d1_tf_log_of_a_subnormal_scalar_in_a_graph_is_not_nan():
+    """A first form of the gradient above (carried by x - x) was NaN in a graph for a 0-d
+    input: Grappler folded its two factors into one, inf for m < 2^21, and 0 x inf (found by
+    test_binary_ce at 3,000 examples: bfloat16 y = 0, q = 9.2e-41). The gradient is now its own."""
+    import ml_dtypes
+
+    for dtype in (np.float32, ml_dtypes.bfloat16):
+        y, q = tf.constant(np.array(0.0, dtype)), tf.constant(np.array(9.18354962e-41, dtype))
+        got = [float(xtf.binary_cross_entropy(y, q)) for _ in range(5)]  # the last two from the graph
+        assert got == [0.0] * 5, (dtype, got)

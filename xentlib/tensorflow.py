@@ -92,16 +92,18 @@ def _log(x):
     bits = tf.bitcast(x, tf.int64 if x.dtype == tf.float64 else tf.int32)
     subnormal = (bits > 0) & (bits < tf.bitcast(tf.constant(info.tiny, x.dtype), bits.dtype))
     m = tf.where(subnormal, tf.cast(bits, x.dtype), tf.ones_like(x))
-    log_subnormal = tf.math.log(m) + np.log(info.smallest_subnormal)
-    # its gradient 1/x = 2^1074 / m (float32: 2^149 / m) as two normal factors, carried by
-    # x - x, which is 0 (x is flushed), with the derivative 1: the backward pass multiplies by
-    # each factor in turn, and rounds a gradient beyond the max to inf, as torch does
     high = 1000 if x.dtype == tf.float64 else 100
     low = -int(np.log2(info.smallest_subnormal)) - high
-    carrier = (x - tf.stop_gradient(x)) * tf.stop_gradient(2.0 ** high / m) * 2.0 ** low
-    log_subnormal = tf.stop_gradient(log_subnormal) + carrier
+
+    @tf.custom_gradient
+    def log_subnormal(x):
+        def grad(g):  # 1/x = 2^1074 / m (float32: 2^149 / m) in two normal factors (beyond the
+            # max: inf, as torch gives it); 0 where g is 0 (not 0 x inf)
+            return tf.where(tf.equal(g, 0), tf.zeros_like(g), g * (2.0 ** high / m) * 2.0 ** low)
+        return tf.math.log(m) + np.log(info.smallest_subnormal), grad
+
     # the log of a masked argument: the gradient of log(x) at a flushed x would be 0 x inf (NaN)
-    return tf.where(subnormal, log_subnormal, tf.math.log(tf.where(subnormal, tf.ones_like(x), x)))
+    return tf.where(subnormal, log_subnormal(x), tf.math.log(tf.where(subnormal, tf.ones_like(x), x)))
 
 
 def _sqrt(x):
