@@ -1,59 +1,23 @@
-"""Mathematical properties, checked with hypothesis in every backend.
+"""Mathematical properties at chosen points, in every backend: KL's asymmetry and its inf where
+q misses mass of p, the perplexity of a uniform model, finite gradients at zero-probability
+targets, and finite, correct values and gradients at extreme logits in float32, float16, bfloat16.
 
-Identities that must hold whatever the input: H(p,q) = H(p) + KL(p||q),
-Gibbs' inequality, softmax shift invariance, analytic gradients = autograd,
-and finite, correct values at extreme logits in float32, float16, bfloat16.
+The identities once checked here with hypothesis at 60 examples each (H(p, q) = H(p) + KL(p || q),
+Gibbs' inequality and KL(p || p) = 0, softmax shift invariance, I(X; Y) = H(X) + H(Y) - H(X, Y) and
+H(Y | X) = H(X, Y) - H(X), label smoothing = CE against smoothed targets (sparse and categorical),
+additive smoothing = smooth_labels(P, K e / (1 + K e)), binary CE = two-class softmax CE, MSE =
+Gaussian NLL up to constants, the closed-form softmax and sigmoid CE gradients = autograd) are
+implied by the fuzz properties, which check each side against a float64 oracle within a few ulps
+(these tests allowed 1e-9) at the ci profile's count, on wider inputs: test_information_measures,
+test_building_blocks_match_the_oracle, test_joint_measures, test_sparse_ce_from_logits,
+test_categorical_ce, test_binary_ce, test_mse_and_gaussian_nll,
+test_perplexity_gradients_smoothing_and_brier (smooth_labels and the closed-form gradients) and
+test_loss_gradients_match_the_float64_oracle (autograd of binary and categorical CE). Run at the
+ci profile's 10,000 examples they would have cost about 18 CPU minutes (measured at 1,000 on one
+core: 108 s, two thirds of it TensorFlow's eager dispatch), for nothing the fuzz suite does not check.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
-
-EXAMPLES = settings(max_examples=60, deadline=None, derandomize=True)
-
-
-@st.composite
-def distributions(draw, k=None, zeros=True):
-    """One or several distributions over k outcomes (rows sum to 1)."""
-    k = k or draw(st.integers(2, 8))
-    rows = draw(st.integers(1, 4))
-    low = 0.0 if zeros else 1e-3
-    w = draw(hnp.arrays(np.float64, (rows, k), elements=st.floats(low, 1.0)))
-    w[:, 0] += 1e-3  # never an all-zero row
-    return w / w.sum(axis=-1, keepdims=True)
-
-
-@st.composite
-def distribution_pairs(draw):
-    k = draw(st.integers(2, 8))
-    p = draw(distributions(k=k))
-    q = draw(distributions(k=k, zeros=False).filter(lambda q: True))
-    rows = min(len(p), len(q))
-    return p[:rows], q[:rows]
-
-
-logit_arrays = hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(2, 9)),
-                          elements=st.floats(-30, 30))
-
-
-@EXAMPLES
-@given(pq=distribution_pairs())
-def test_cross_entropy_is_entropy_plus_kl(backend, pq):
-    p, q = pq
-    h_pq = backend.call("cross_entropy", p, q)
-    h_p = backend.call("entropy", p)
-    kl = backend.call("kl_divergence", p, q)
-    np.testing.assert_allclose(h_pq, h_p + kl, rtol=1e-9, atol=1e-12)
-
-
-@EXAMPLES
-@given(pq=distribution_pairs())
-def test_gibbs_inequality_and_kl_nonnegative(backend, pq):
-    p, q = pq
-    assert (backend.call("cross_entropy", p, q) >= backend.call("entropy", p) - 1e-12).all()
-    assert (backend.call("kl_divergence", p, q) >= -1e-12).all()
-    np.testing.assert_allclose(backend.call("kl_divergence", p, p), 0.0, atol=1e-12)
 
 
 def test_kl_is_asymmetric(backend):
@@ -68,79 +32,13 @@ def test_kl_is_infinite_where_q_misses_mass_of_p(backend):
     assert backend.call("kl_divergence", np.array([1.0, 0.0]), np.array([0.5, 0.5])) == pytest.approx(np.log(2))
 
 
-@EXAMPLES
-@given(z=logit_arrays, shift=st.floats(-1e3, 1e3))
-def test_softmax_is_shift_invariant(backend, z, shift):
-    np.testing.assert_allclose(backend.call("softmax", z + shift), backend.call("softmax", z), atol=1e-12)
-    np.testing.assert_allclose(backend.call("log_softmax", z + shift), backend.call("log_softmax", z),
-                               atol=1e-9)
-
-
-@EXAMPLES
-@given(table=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)),
-                        elements=st.floats(0, 1)).filter(lambda t: t.sum() > 1e-3))
-def test_mutual_information_and_conditional_entropy_identities(backend, table):
-    p_xy = table / table.sum()
-    p_x, p_y = p_xy.sum(axis=1), p_xy.sum(axis=0)
-    h_x, h_y = backend.call("entropy", p_x), backend.call("entropy", p_y)
-    h_xy = backend.call("joint_entropy", p_xy)
-    mi = backend.call("mutual_information", p_xy)
-    np.testing.assert_allclose(mi, max(h_x + h_y - h_xy, 0.0), atol=1e-9)
-    np.testing.assert_allclose(backend.call("conditional_entropy", p_xy), max(h_xy - h_x, 0.0), atol=1e-9)
-    assert mi >= 0
-
-
-@EXAMPLES
-@given(z=logit_arrays, eps=st.floats(0, 1), data=st.data())
-def test_smoothing_equals_cross_entropy_against_smoothed_targets(backend, z, eps, data):
-    labels = np.array(data.draw(st.lists(st.integers(0, z.shape[1] - 1), min_size=len(z), max_size=len(z))))
-    onehot = np.eye(z.shape[1])[labels]
-    smoothed = backend.call("smooth_labels", onehot, epsilon=eps)
-    direct = backend.call("categorical_cross_entropy", onehot, z, from_logits=True, label_smoothing=eps)
-    via_targets = backend.call("categorical_cross_entropy", smoothed, z, from_logits=True)
-    sparse = backend.call("sparse_categorical_cross_entropy", labels, z, from_logits=True, label_smoothing=eps)
-    np.testing.assert_allclose([direct, sparse], [via_targets, via_targets], rtol=1e-10, atol=1e-12)
-
-
-@EXAMPLES
-@given(p=distributions(), eps=st.floats(1e-4, 1.0))
-def test_seeds_additive_smoothing_is_standard_smoothing(backend, p, eps):
-    """(P + e) / Z with Z = 1 + K e equals smooth_labels(P, K e / (1 + K e))."""
-    k = p.shape[-1]
-    additive = (p + eps) / (1 + k * eps)
-    np.testing.assert_allclose(backend.call("smooth_labels", p, epsilon=k * eps / (1 + k * eps)), additive,
-                               rtol=1e-12, atol=1e-15)
-
-
-@EXAMPLES
-@given(z=hnp.arrays(np.float64, st.integers(1, 12), elements=st.floats(-50, 50)), data=st.data())
-def test_binary_cross_entropy_is_two_class_softmax_cross_entropy(backend, z, data):
-    y = np.array(data.draw(st.lists(st.integers(0, 1), min_size=len(z), max_size=len(z))))
-    two_class = np.stack([np.zeros_like(z), z], axis=-1)
-    np.testing.assert_allclose(
-        backend.call("binary_cross_entropy", y.astype(float), z, from_logits=True, reduction="none"),
-        backend.call("sparse_categorical_cross_entropy", y, two_class, from_logits=True, reduction="none"),
-        rtol=1e-10, atol=1e-12)
-
-
-@EXAMPLES
-@given(y=hnp.arrays(np.float64, st.integers(1, 10), elements=st.floats(-100, 100)), data=st.data(),
-       variance=st.floats(0.1, 10))
-def test_mse_is_gaussian_nll_up_to_constants(backend, y, data, variance):
-    mu = data.draw(hnp.arrays(np.float64, y.shape, elements=st.floats(-100, 100)))
-    nll = backend.call("gaussian_nll", y, mu, variance=variance)
-    mse = backend.call("mean_squared_error", y, mu)
-    np.testing.assert_allclose(mse, 2 * variance * (nll - 0.5 * np.log(2 * np.pi * variance)),
-                               rtol=1e-9, atol=1e-9)
-
-
 @pytest.mark.parametrize("vocab", [2, 7, 1000])
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(backend, vocab):
     labels = np.arange(12) % vocab
     assert backend.call("perplexity", labels, np.zeros((12, vocab))) == pytest.approx(vocab, rel=1e-12)
 
 
-# ---- gradients: analytic formulas = autograd ---------------------------------------
+# ---- gradients at zero-probability targets ----------------------------------------
 
 def _autograd(framework, loss_fn, z):
     """d loss_fn(z) / dz through the framework's autograd."""
@@ -154,29 +52,6 @@ def _autograd(framework, loss_fn, z):
     with tf.GradientTape() as tape:
         loss = loss_fn(zt)
     return tape.gradient(loss, zt).numpy()
-
-
-@EXAMPLES
-@given(z=logit_arrays, data=st.data())
-def test_softmax_cross_entropy_gradient_equals_autograd(framework, z, data):
-    y = data.draw(distributions(k=z.shape[1]).filter(lambda p: True))
-    y = np.resize(y, z.shape)
-    y = y / y.sum(axis=-1, keepdims=True)
-    xl = framework.xl
-    auto = _autograd(framework, lambda zt: xl.categorical_cross_entropy(
-        framework.asarray(y), zt, from_logits=True, reduction="sum"), z)
-    np.testing.assert_allclose(auto, framework.call("softmax_cross_entropy_grad", y, z), atol=1e-10)
-
-
-@EXAMPLES
-@given(z=hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=st.floats(-40, 40)),
-       data=st.data())
-def test_sigmoid_cross_entropy_gradient_equals_autograd(framework, z, data):
-    y = data.draw(hnp.arrays(np.float64, z.shape, elements=st.floats(0, 1)))
-    xl = framework.xl
-    auto = _autograd(framework, lambda zt: xl.binary_cross_entropy(
-        framework.asarray(y), zt, from_logits=True, reduction="sum"), z)
-    np.testing.assert_allclose(auto, framework.call("sigmoid_cross_entropy_grad", y, z), atol=1e-10)
 
 
 def test_gradients_are_finite_at_zero_probability_targets(framework):
