@@ -1303,3 +1303,37 @@ def test_d1_tf_log_of_a_subnormal_scalar_in_a_graph_is_not_nan():
         y, q = tf.constant(np.array(0.0, dtype)), tf.constant(np.array(9.18354962e-41, dtype))
         got = [float(xtf.binary_cross_entropy(y, q)) for _ in range(5)]  # the last two from the graph
         assert got == [0.0] * 5, (dtype, got)
+
+
+# Found by the gradient fuzz (F39): binary CE from logits with pos_weight, smoothed: the target
+# gradient, finite (1.27e38 here), overflowed to inf in a product taken before the factor 1 - eps.
+_F39 = [("float32", [-1.4721e38, -5.4673e33, -3.2280e38], [0.0, 0.0, 0.0], [2.8758, 3.7060, 3.3891], 0.1, "mean"),
+        ("bfloat16", [-1.2096e38], [0.0], [3.0938], 0.1, "sum"),
+        ("float32", [-2.2125e38, 9.3308e37], [0.4354, 1.0], [1.7149, 3.3488], 0.001, "mean")]
+
+
+def _f39_expected(z, y, w, eps, reduction):
+    z, y, w = (torch.tensor(a, dtype=torch.float64) for a in (z, y, w))
+    y.requires_grad_()
+    t, not_t = y * (1 - eps) + eps / 2, (1 - y) * (1 - eps) + eps / 2
+    per = -(w * t) * torch.nn.functional.logsigmoid(z) - not_t * torch.nn.functional.logsigmoid(-z)
+    return torch.autograd.grad(per.sum() if reduction == "sum" else per.mean(), y)[0].numpy()
+
+
+@pytest.mark.parametrize("dtype, z, y, w, eps, reduction", _F39)
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_f39_binary_target_gradient_with_pos_weight_near_the_max(backend, dtype, z, y, w, eps, reduction):
+    expected = _f39_expected(z, y, w, eps, reduction)
+    options = dict(from_logits=True, label_smoothing=eps, reduction=reduction)
+    if backend == "torch":
+        zt, yt, wt = (torch.tensor(a, dtype=getattr(torch, dtype)) for a in (z, y, w))
+        yt.requires_grad_()
+        got = torch.autograd.grad(xt.binary_cross_entropy(yt, zt, pos_weight=wt, **options), yt)[0]
+        got = got.float().numpy()
+    else:
+        zt, wt = (tf.constant(np.float32(a), dtype=dtype) for a in (z, w))
+        yt = tf.Variable(tf.constant(np.float32(y), dtype=dtype))
+        with tf.GradientTape() as tape:
+            loss = xtf.binary_cross_entropy(yt, zt, pos_weight=wt, **options)
+        got = tf.cast(tape.gradient(loss, yt), tf.float32).numpy()
+    np.testing.assert_allclose(got, expected, rtol=2e-2 if dtype == "bfloat16" else 1e-5)

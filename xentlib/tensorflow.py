@@ -506,28 +506,32 @@ def _categorical_from_logits(target, z, reduction):
     return loss(z, target)
 
 
-def _binary_from_logits(y, z, w_pos, reduction):
-    """Binary CE from logits; gradients for logits and (smoothed) targets."""
+def _binary_from_logits(y, z, w_pos, eps, reduction):
+    """Binary CE from logits; gradients for logits and targets. ``y`` is smoothed here, so that
+    the target gradient takes its factor 1 - eps before the weight: it is then inf only where
+    it is beyond the maximum (the smoothed targets' gradient times 1 - eps may overflow first)."""
 
     @tf.custom_gradient
     def loss(z, y):
+        t = y * (1 - eps) + eps / 2 if eps else y
         log_p = tf.math.log_sigmoid(z)  # log(1 - sigma(z)) = log_p - z
         if w_pos is None:
-            per_elem = (1 - y) * z - log_p
-        else:  # (w y + 1 - y) log p may overflow where the element does not: then two terms >= 0
-            per_elem = (1 - y) * z - (w_pos * y + (1 - y)) * log_p
+            per_elem = (1 - t) * z - log_p
+        else:  # (w t + 1 - t) log p may overflow where the element does not: then two terms >= 0
+            per_elem = (1 - t) * z - (w_pos * t + (1 - t)) * log_p
             per_elem = tf.cond(tf.reduce_all(tf.math.is_finite(per_elem)), lambda: per_elem,
-                               lambda: -(w_pos * y) * log_p + (1 - y) * tf.math.softplus(z))
+                               lambda: -(w_pos * t) * log_p + (1 - t) * tf.math.softplus(z))
         out = _reduce(per_elem, reduction)
 
         def grad(g):
             count = tf.cast(tf.size(per_elem), per_elem.dtype)
             g = _row_factor(g, reduction, per_elem, count)
-            sig = tf.sigmoid(z)
+            sig, g_y = tf.sigmoid(z), g * (1 - eps)
             if w_pos is None:
-                return (sig - y) * g, -z * g
-            wy = w_pos * y
-            return (sig * (wy + (1 - y)) - wy) * g, -(z + (w_pos - 1) * log_p) * g
+                return (sig - t) * g, -z * g_y
+            wt = w_pos * t  # d/dt = w softplus(-z) - softplus(z): two terms >= 0, the weight last
+            return ((sig * (wt + (1 - t)) - wt) * g,
+                    g_y * tf.math.softplus(-z) * w_pos - g_y * tf.math.softplus(z))
 
         return out, grad
 
@@ -650,12 +654,12 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
     z = _compute(y_pred)
     y = tf.cast(_compute(y_true), z.dtype)
-    if label_smoothing:
-        y = y * (1 - label_smoothing) + label_smoothing / 2
     w_pos = None if pos_weight is None else tf.cast(pos_weight, z.dtype)
     if from_logits:
-        out = _binary_from_logits(y, z, w_pos, reduction)
+        out = _binary_from_logits(y, z, w_pos, label_smoothing, reduction)
         return tf.cast(out, _loss_dtype(y_pred))
+    if label_smoothing:
+        y = y * (1 - label_smoothing) + label_smoothing / 2
     q = _clip_unit(z)  # 1 + 1e-16 from round-off: log(1 - q) stays real
     positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
     not_y = _complement(tf.cast(_compute(y_true), z.dtype), label_smoothing)

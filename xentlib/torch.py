@@ -525,9 +525,21 @@ def _binary_forward(z, y, w_pos, reduction):
     per_elem = F.binary_cross_entropy_with_logits(z, y, pos_weight=w_pos, reduction="none")
     if w_pos is not None and not (_host_readable(z) and math.isfinite(per_elem.sum().item())):
         # with a weight F's (1 - y) z + (1 + (w - 1) y) softplus(-z) may overflow where the element
-        # does not: two terms >= 0 instead (on the CPU only after a host read finds a non-finite sum)
-        per_elem = -(w_pos * y) * F.logsigmoid(z) - (1 - y) * F.logsigmoid(-z)
+        # does not (on the CPU only after a host read finds a non-finite sum)
+        per_elem = _weighted_binary_terms(z, y, w_pos)
     return (_reduce(per_elem, reduction),)
+
+
+def _weighted_binary_terms(z, y, w_pos, eps=0.0):
+    r""":math:`-w \tilde y \log\sigma(z) - (1 - \tilde y) \log\sigma(-z)` with
+    :math:`\tilde y = (1 - \varepsilon) y + \varepsilon/2`: two terms >= 0, finite wherever the
+    element is. The smoothing is expanded so that the gradient to ``y`` is the product of one
+    term's upstream gradient and one coefficient, :math:`w (1 - \varepsilon)`: finite wherever
+    it is (F's form gives :math:`-z + (w - 1)\operatorname{softplus}(-z)`, and smoothing ``y``
+    first multiplies by :math:`w` before :math:`1 - \varepsilon`, either of which may overflow)."""
+    positive = (w_pos * (1 - eps)) * y + w_pos * (eps / 2)
+    negative = (1 - eps) * (1 - y) + eps / 2
+    return -positive * F.logsigmoid(z) - negative * F.logsigmoid(-z)
 
 
 @_with_ctx
@@ -645,9 +657,8 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     """
     y_true, y_pred, label_smoothing, pos_weight = _fd.binary(
         y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
-    y = _compute(y_true)
-    if label_smoothing:
-        y = y * (1 - label_smoothing) + label_smoothing / 2
+    y_raw = _compute(y_true)
+    y = y_raw * (1 - label_smoothing) + label_smoothing / 2 if label_smoothing else y_raw
     w_pos = None if pos_weight is None else _compute(pos_weight)
     z = _compute(y_pred)
     if from_logits:
@@ -656,8 +667,11 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         if not y.requires_grad and (w_pos is None or not w_pos.requires_grad):
             args = (z, y, w_pos, reduction)
             out = _apply(_BinaryCEFromLogits, *args) if _needs_grad(z) else _binary_forward(*args)[0]
-        else:
+        elif w_pos is None:
             out = _binary_forward(z, y, w_pos, reduction)[0]
+        else:  # differentiable targets or weights: the form whose gradients stay finite
+            terms = _weighted_binary_terms(z, y_raw.to(z.dtype), w_pos, label_smoothing)
+            out = _reduce(terms, reduction)
         return out.to(_loss_dtype(y_pred))
     q = torch.clamp(z, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
     positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
