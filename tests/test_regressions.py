@@ -1337,3 +1337,20 @@ def test_f39_binary_target_gradient_with_pos_weight_near_the_max(backend, dtype,
             loss = xtf.binary_cross_entropy(yt, zt, pos_weight=wt, **options)
         got = tf.cast(tape.gradient(loss, yt), tf.float32).numpy()
     np.testing.assert_allclose(got, expected, rtol=2e-2 if dtype == "bfloat16" else 1e-5)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow"])
+def test_linear_ce_takes_label_smoothing_as_every_loss_does(backend):
+    """A positive eps whose share eps/V is below the smallest normal is raised to it (D4), also in
+    linear_cross_entropy: the loss is then the sparse CE of its logits with the same eps. Here the
+    smoothing term is the whole loss (the label's logit is 705 above the others): 4.7e-305 with
+    the share taken, 5.3e-318 with eps = 1e-320 as given."""
+    h, w = np.array([[1.0]]), np.array([[705.0], [0.0], [0.0], [0.0]])
+    labels = np.array([0])
+    xl = {"numpy": xn, "torch": xt, "tensorflow": xtf}[backend]
+    convert = {"numpy": np.asarray, "torch": torch.tensor, "tensorflow": tf.constant}[backend]
+    fused = xl.linear_cross_entropy(convert(h), convert(w), convert(labels), label_smoothing=1e-320)
+    plain = xl.sparse_categorical_cross_entropy(convert(labels), convert(h @ w.T), from_logits=True,
+                                                label_smoothing=1e-320)
+    assert float(plain) == pytest.approx(2.2250738585072014e-308 * 3 * 705, rel=1e-6, abs=0)
+    assert float(fused) == pytest.approx(float(plain), rel=1e-6, abs=0)

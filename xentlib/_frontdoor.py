@@ -506,6 +506,7 @@ class FrontDoor:
             raise ValueError(
                 f"bias must have shape ({weight_shape[0]},), one entry per row of weight; "
                 f"got {self.ops.shape(bias)}")
+        label_smoothing = self._label_smoothing(label_smoothing, weight_shape[0], hidden, weight)
         return LinearArgs(ignore_index, label_smoothing, reduction, chunk_size)
 
 
