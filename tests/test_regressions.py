@@ -1354,3 +1354,36 @@ def test_linear_ce_takes_label_smoothing_as_every_loss_does(backend):
                                                 label_smoothing=1e-320)
     assert float(plain) == pytest.approx(2.2250738585072014e-308 * 3 * 705, rel=1e-6, abs=0)
     assert float(fused) == pytest.approx(float(plain), rel=1e-6, abs=0)
+
+
+# Found by the gradient fuzz (torch): F40, a term made 0 (an ignored item, a class weight 0) at a
+# probability 0 gave a NaN gradient; F51, a 'mean' over no item was a 0 without a graph (backward
+# failed); F49, smoothing 1 gave d/dy_true = 0 x inf = NaN where -log q is inf.
+
+def _torch_grad(loss, *inputs):
+    return [g.tolist() for g in torch.autograd.grad(loss, inputs)]
+
+
+def test_f40_torch_sparse_from_probabilities_no_nan_gradient_at_an_unused_zero():
+    q = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    ignored = xt.sparse_categorical_cross_entropy(torch.tensor([-1]), q, ignore_index=-1, label_smoothing=0.1)
+    assert float(ignored) == 0.0 and _torch_grad(ignored, q) == [[[0.0, 0.0]]]
+    q = torch.tensor([[1.0, 0.0], [0.5, 0.5]], requires_grad=True)
+    weighted = xt.sparse_categorical_cross_entropy(torch.tensor([1, 0]), q, class_weight=torch.tensor([1.0, 0.0]))
+    assert float(weighted) == pytest.approx(np.log(2)) and _torch_grad(weighted, q) == [[[0.0, 0.0], [-2.0, 0.0]]]
+
+
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "categorical_focal_cross_entropy",
+                                  "binary_focal_cross_entropy"])
+def test_f51_torch_mean_over_no_item_has_a_zero_gradient(loss):
+    z = torch.zeros(0, 3, requires_grad=True)
+    out = getattr(xt, loss)(torch.zeros(0, 3), torch.sigmoid(z))
+    assert float(out) == 0.0 and torch.autograd.grad(out, z)[0].shape == (0, 3)
+
+
+def test_f49_torch_full_smoothing_gives_the_targets_a_zero_gradient():
+    y = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    z = torch.tensor([[-3e38, 3e38]], requires_grad=True)
+    out = xt.categorical_cross_entropy(y, z, from_logits=True, label_smoothing=1.0)
+    grad_y, grad_z = torch.autograd.grad(out, (y, z))
+    assert grad_y.tolist() == [[0.0, 0.0]] and grad_z.tolist() == [[-0.5, 0.5]]

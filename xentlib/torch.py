@@ -182,7 +182,7 @@ def _reduce(per_item, reduction, denominator=None):
         # float64 items near its maximum: their sum overflows, their mean need not
         count = per_item.numel() if denominator is None else float(denominator)
         if not count:  # a mean over no kept weight is 0, even of inf items (of weight 0)
-            return torch.zeros_like(total).to(per_item.dtype)
+            return _zero_of(per_item)
         return (per_item / count).sum().to(per_item.dtype)
     mean = _mean(total, per_item, denominator)
     if per_item.dtype == torch.float64 and torch._C._functorch.is_functorch_wrapped_tensor(per_item):
@@ -194,12 +194,18 @@ def _reduce(per_item, reduction, denominator=None):
     return mean
 
 
+def _zero_of(x):
+    """A scalar 0 of ``x``'s dtype in ``x``'s graph: its backward gives ``x`` a zero gradient
+    (a constant 0 would make ``backward`` fail)."""
+    return torch.where(x.new_zeros((), dtype=torch.bool), x, 0.0).sum()
+
+
 def _mean(total, per_item, denominator):
     """``total`` (the items' sum) over their count, or over ``denominator`` (0: the mean is 0)."""
     if denominator is None:
         count = per_item.numel()
         if not count:
-            return torch.zeros_like(total)
+            return _zero_of(per_item)
         if total.dtype == torch.float32 and count <= 2 ** 24:
             # float32 / an exact count rounds once: equal to the float64 quotient rounded
             return total / count
@@ -211,8 +217,12 @@ def _mean(total, per_item, denominator):
 
 
 def _smoothed(y, epsilon, axis):
-    """Label smoothing in the compute dtype (16-bit targets are smoothed in float32)."""
+    """Label smoothing in the compute dtype (16-bit targets are smoothed in float32). With
+    ``epsilon`` 1 the targets are uniform, and their gradient to ``y`` is 0 (``0 * y`` would pass
+    0 x inf = NaN from a class whose -log q is inf)."""
     y = _compute(y)
+    if epsilon == 1:
+        return torch.where(torch.zeros_like(y, dtype=torch.bool), y, 1 / y.shape[axis])
     return (1 - epsilon) * y + epsilon / y.shape[axis] if epsilon else y
 
 
@@ -624,20 +634,21 @@ def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_cla
         args = (z, safe, kept, weight, label_smoothing, reduction)
         out = _apply(_SparseCEFromLogits, *args)[0] if _needs_grad(z) else _sparse_forward(*args)[0]
         return out.to(_loss_dtype(y_pred))
+    w_y = torch.ones(labels.shape, dtype=z.dtype, device=z.device) if weight is None else weight[safe.squeeze(-1)]
+    w_y = torch.where(kept, w_y, 0.0)
     if from_logits:
         log_q = F.log_softmax(z, dim=-1)  # what F.cross_entropy does
         nll = -torch.gather(log_q, -1, safe).squeeze(-1)
-    else:
+    else:  # logs only where they count: no 0 * inf, and no NaN gradient from a log at 0
         picked = torch.gather(z, -1, safe).squeeze(-1)
-        nll = -torch.log(torch.where(kept, picked, 1.0))  # log only where needed: no 0 * inf
-    w_y = torch.ones_like(nll) if weight is None else weight[safe.squeeze(-1)]
-    w_y = torch.where(kept, w_y, 0.0)
+        nll = -torch.log(torch.where(w_y != 0, picked, 1.0))
     if weight is not None:
         nll, w_y = _wide(nll), _wide(w_y)
     per_item = _times((1 - label_smoothing) * w_y, nll)
     if label_smoothing > 0:
-        if not from_logits:  # a class of weight 0 adds nothing, even at probability 0
-            log_q = torch.log(z if weight is None else torch.where(weight == 0, 1.0, z))
+        if not from_logits:  # an ignored item, or a class of weight 0, adds nothing, even at probability 0
+            unused = ~kept.unsqueeze(-1) if weight is None else ~kept.unsqueeze(-1) | (weight == 0)
+            log_q = torch.log(torch.where(unused, 1.0, z))
         w_log_q = log_q if weight is None else -_times(_wide(weight), -_wide(log_q))
         uniform = -w_log_q.sum(dim=-1) / num_classes
         per_item = per_item + label_smoothing * torch.where(kept, uniform, 0.0)
