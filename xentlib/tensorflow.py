@@ -513,7 +513,7 @@ def _binary_from_logits(y, z, w_pos, eps, reduction):
 
     @tf.custom_gradient
     def loss(z, y):
-        t = y * (1 - eps) + eps / 2 if eps else y
+        t = _neutral.smoothed_binary(y, eps) if eps else y
         log_p = tf.math.log_sigmoid(z)  # log(1 - sigma(z)) = log_p - z
         if w_pos is None:
             per_elem = (1 - t) * z - log_p

@@ -548,7 +548,7 @@ def _weighted_binary_terms(z, y, w_pos, eps=0.0):
     it is (F's form gives :math:`-z + (w - 1)\operatorname{softplus}(-z)`, and smoothing ``y``
     first multiplies by :math:`w` before :math:`1 - \varepsilon`, either of which may overflow)."""
     positive = (w_pos * (1 - eps)) * y + w_pos * (eps / 2)
-    negative = (1 - eps) * (1 - y) + eps / 2
+    negative = _neutral.smoothed_binary(1 - y, eps)
     return -positive * F.logsigmoid(z) - negative * F.logsigmoid(-z)
 
 
@@ -669,7 +669,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     y_true, y_pred, label_smoothing, pos_weight = _fd.binary(
         y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
     y_raw = _compute(y_true)
-    y = y_raw * (1 - label_smoothing) + label_smoothing / 2 if label_smoothing else y_raw
+    y = _neutral.smoothed_binary(y_raw, label_smoothing) if label_smoothing else y_raw
     w_pos = None if pos_weight is None else _compute(pos_weight)
     z = _compute(y_pred)
     if from_logits:
