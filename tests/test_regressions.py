@@ -1387,3 +1387,127 @@ def test_f49_torch_full_smoothing_gives_the_targets_a_zero_gradient():
     out = xt.categorical_cross_entropy(y, z, from_logits=True, label_smoothing=1.0)
     grad_y, grad_z = torch.autograd.grad(out, (y, z))
     assert grad_y.tolist() == [[0.0, 0.0]] and grad_z.tolist() == [[-0.5, 0.5]]
+
+
+# Found by the review and the gradient fuzz: the focal losses from logits took autograd of their
+# value. R1: log y in the focal factor gave d/dy_true = 0 x inf = NaN at a target 0 or 1; F50:
+# gamma * ce times a vanishing sigmoid gave NaN near the dtype's max; R2/F42: autograd of
+# log(1 - softmax) lost q log q / (1 - q) to cancellation once a logit passed about 30
+# (z [-1e4, 1e4, .5], y [1, 0, 0], gamma .5: d/dz_1 -2.79 where it is 1). F53: TF cast a float
+# alpha to float32 before float64 (4e-8 relative).
+
+def _focal_grads(backend, fn, y, z, dtype="float32", **options):
+    """(loss, d/dz, d/dy) of ``fn`` as float64 NumPy."""
+    options = dict(from_logits=True, **options)
+    if backend == "torch":
+        yt = torch.tensor(y, dtype=getattr(torch, dtype), requires_grad=True)
+        zt = torch.tensor(z, dtype=getattr(torch, dtype), requires_grad=True)
+        loss = getattr(xt, fn)(yt, zt, **options)
+        grads = torch.autograd.grad(loss, (zt, yt))
+        return float(loss.detach()), *(g.double().numpy() for g in grads)
+    yt, zt = (tf.Variable(tf.constant(np.asarray(a, np.float64), dtype=dtype)) for a in (y, z))
+    with tf.GradientTape() as tape:
+        loss = getattr(xtf, fn)(yt, zt, **options)
+    return float(loss), *(tf.cast(g, tf.float64).numpy() for g in tape.gradient(loss, (zt, yt)))
+
+
+def _focal_oracle(fn, y, z, gamma, reduction="mean"):
+    """Loss and gradients in float64 autograd of the straightforward formula (away from its 0 x inf)."""
+    y, z = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (y, z))
+    if fn == "binary_focal_cross_entropy":
+        p = torch.sigmoid(z)
+        miss = y * (1 - p) + (1 - y) * p
+        ce = -(y * torch.nn.functional.logsigmoid(z) + (1 - y) * torch.nn.functional.logsigmoid(-z))
+        per = miss ** gamma * ce
+    else:
+        per = (y * (1 - torch.softmax(z, -1)) ** gamma * -torch.log_softmax(z, -1)).sum(-1)
+    loss = per.mean() if reduction == "mean" else per.sum()
+    return float(loss), *(g.numpy() for g in torch.autograd.grad(loss, (z, y)))
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_r1_binary_focal_from_logits_target_gradient_at_zero_and_one(backend, gamma):
+    y, z = [0.0, 1.0, 1.0, 0.0], [-3.0, 0.5, 4.0, 0.0]
+    loss, d_z, d_y = _focal_grads(backend, "binary_focal_cross_entropy", y, z, "float64", gamma=gamma)
+    # the oracle's log-free form is exact at y in {0, 1}
+    expected = _focal_oracle("binary_focal_cross_entropy", y, z, gamma)
+    assert loss == pytest.approx(expected[0], rel=1e-12, abs=0)
+    np.testing.assert_allclose(d_z, expected[1], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(d_y, expected[2], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_r2_categorical_focal_from_logits_gradient_at_large_spreads(backend):
+    fn = "categorical_focal_cross_entropy"
+    _, d_z, _ = _focal_grads(backend, fn, [[1.0, 0.0, 0.0]], [[-1e4, 1e4, 0.5]], gamma=0.5)
+    assert d_z.tolist() == [[-1.0, 1.0, 0.0]]
+    _, d_z, _ = _focal_grads(backend, fn, [[1.0, 0.0]], [[0.0, 9984.0]], gamma=0.5)
+    assert d_z.tolist() == [[-1.0, 1.0]]
+    # equal logits near 1e4: the gradient of z = [0, 0], exact to float32's rounding
+    _, d_z, _ = _focal_grads(backend, fn, [[1.0, 0.0]], [[1e4, 1e4]], gamma=0.5)
+    expected = _focal_oracle(fn, [[1.0, 0.0]], [[0.0, 0.0]], 0.5)[1]
+    np.testing.assert_allclose(d_z, expected, rtol=1e-6, atol=0)
+    # logits 40 apart: q = 1 - 4e-18, the focal factor's slope q log q / (1 - q) is -1 (float64)
+    y, z = [[0.7, 0.3]], [[40.0, 0.0]]
+    _, d_z, d_y = _focal_grads(backend, fn, y, z, "float64", gamma=2.0)
+    expected = _focal_oracle(fn, y, z, 2.0)
+    np.testing.assert_allclose(d_z, expected[1], rtol=1e-12, atol=0)
+    # d/dy_0 = (1 - q_0)^2 (-log q_0) / 1 = 7.7e-53 (the oracle's 1 - q rounds to 0)
+    assert d_y[0, 0] == pytest.approx(np.exp(-40.0) ** 3, rel=1e-12, abs=0)
+    assert d_y[0, 1] == pytest.approx(expected[2][0, 1], rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_f50_binary_focal_from_logits_gradient_near_the_max(backend, dtype):
+    loss, d_z, d_y = _focal_grads(backend, "binary_focal_cross_entropy", [0.0, 1.0], [1.69e38, -1.69e38], dtype,
+                                  gamma=5.0, reduction="sum")
+    assert np.isfinite(loss) and d_z.tolist() == [1.0, -1.0]
+    # d/dy = -(gamma + 1) z there (the focal factor's slope -+1 times gamma ce, and -z): beyond the max
+    assert d_y.tolist() == [-np.inf, np.inf]
+    loss, d_z, d_y = _focal_grads(backend, "binary_focal_cross_entropy", [0.0, 1.0], [1e37, -1e37], dtype,
+                                  gamma=5.0, reduction="sum")
+    assert d_z.tolist() == [1.0, -1.0]
+    np.testing.assert_allclose(d_y, [-6e37, 6e37], rtol=1e-2 if dtype == "bfloat16" else 1e-6)
+
+
+def test_f53_tf_float_alpha_is_not_rounded_to_float32():
+    y, z = np.array([[0.7, 0.3]]), np.array([[0.0, 1.0]])
+    got = float(xtf.categorical_focal_cross_entropy(y, z, gamma=2.0, alpha=0.3, from_logits=True))
+    expected = float(xn.categorical_focal_cross_entropy(y, z, gamma=2.0, alpha=0.3, from_logits=True))
+    assert got == pytest.approx(expected, rel=1e-15, abs=0)
+
+
+# Found while fixing those (gradient fuzz with the focal targets differentiable): F54, categorical
+# focal CE at equal logits near 1e38 lost log 2 in the others' log-sum-exp (a factor 1 for
+# (2/3)^gamma), in every backend; F55, a target 0 had gradient 0 where its term is finite
+# (``times`` masked the weight's gradient, not only 0 x inf): binary focal CE, gamma 0, y 0, z 0
+# gave d/dy -0.693 where it is 0; F56, TF's float64 path gave a subnormal float32 input gradient 0.
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow"])
+def test_f54_categorical_focal_at_equal_logits_near_the_max(backend):
+    xl = {"numpy": xn, "torch": xt, "tensorflow": xtf}[backend]
+    convert = {"numpy": np.asarray, "torch": torch.tensor, "tensorflow": tf.constant}[backend]
+    y, z = np.array([[1.0, 0.0, 0.0]], np.float32), np.full((1, 3), 1.69e38, np.float32)
+    got = float(xl.categorical_focal_cross_entropy(convert(y), convert(z), gamma=0.5, from_logits=True))
+    assert got == pytest.approx(np.log(3) * (2 / 3) ** 0.5, rel=1e-6, abs=0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_f55_a_target_zero_takes_the_gradient_of_its_finite_term(backend):
+    loss, d_z, d_y = _focal_grads(backend, "binary_focal_cross_entropy", [0.0, 1.0], [0.0, 2.0], "float64",
+                                  gamma=0.0, reduction="sum")
+    np.testing.assert_allclose(d_y, [0.0, -2.0], rtol=1e-15, atol=0)  # d/dy = -z
+    _, _, d_y = _focal_grads(backend, "categorical_focal_cross_entropy", [[1.0, 0.0]], [[1.0, 0.0]], "float64",
+                             gamma=2.0)
+    expected = _focal_oracle("categorical_focal_cross_entropy", [[1.0, 0.0]], [[1.0, 0.0]], 2.0)[2]
+    np.testing.assert_allclose(d_y, expected, rtol=1e-12, atol=0)
+
+
+def test_f56_tf_subnormal_target_keeps_its_gradient_on_the_float64_path():
+    y = tf.Variable(np.array([1.0, 9.18e-41], np.float32))
+    z = tf.constant(np.array([3.38e38, -3.38e38], np.float32))  # a spread past float32's max: float64 path
+    with tf.GradientTape() as tape:
+        loss = xtf.categorical_focal_cross_entropy(y, z, gamma=0.0, from_logits=True)
+    assert np.isfinite(float(loss)) and tape.gradient(loss, y).numpy().tolist() == [0.0, np.inf]

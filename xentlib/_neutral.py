@@ -66,6 +66,81 @@ def categorical_focal(times, scaled, freeze, terms, miss, alpha):
     return terms
 
 
+def log_softplus(m, x):
+    r""":math:`\log \operatorname{softplus}(x) = \log\log(1 + e^x)`, also where the softplus
+    underflows (:math:`x + \log(\log(1 + e^x) / e^x)`, the last factor 1 when :math:`e^x` is 0).
+    ``m``: the backend's math (``exp``, ``log``, ``log1p``, ``softplus``, ``where``, ``minimum``,
+    ``maximum``, ``isinf``; ``where`` takes Python numbers too)."""
+    low = m.minimum(x, 0)
+    e = m.exp(low)
+    low_ratio = m.where(e > 0, m.log1p(e) / m.where(e > 0, e, 1.0), 1.0)
+    return m.where(x > 0, m.log(m.softplus(m.maximum(x, 0))), low + m.log(low_ratio))
+
+
+def binary_focal_logit_gradients(m, z, y, gamma, g):
+    r"""Upstream ``g`` times the gradients of :math:`(1 - p_t)^\gamma\,\mathrm{ce}` from logits with
+    respect to ``z`` and ``y``, assembled in log space.
+
+    With :math:`a = \log\sigma(z)`, :math:`b = \log\sigma(-z)`, :math:`L = \log(1 - p_t) =
+    \log(y e^b + (1 - y) e^a)` and :math:`\mathrm{ce} = -y a - (1 - y) b`:
+
+    .. math::
+        \partial_z = e^{\gamma L}\big((1 - y)\sigma(z) - y\sigma(-z)\big)
+                     + \gamma (1 - 2y)\, e^{\gamma L + (a + b - L) + \log \mathrm{ce}}, \qquad
+        \partial_y = -z\, e^{\gamma L}
+                     - \gamma \operatorname{sign}(z)\, e^{(\gamma - 1) L + \log \mathrm{ce}
+                       + \log|\tanh(z/2)|}.
+
+    Every exponent is a sum of terms that cannot overflow where the result is finite
+    (:math:`a + b \le L \le 0`), so no 0 x inf: autograd of the value would take
+    :math:`\log y` (infinite slope at :math:`y \in \{0, 1\}`) and :math:`\gamma\,\mathrm{ce}`
+    times a vanishing :math:`\sigma` (NaN near the dtype's max). ``m``: as in :func:`log_softplus`,
+    with ``log_sigmoid``, ``sigmoid``, ``logaddexp``, ``tanh``, ``abs`` and ``sign``."""
+    d_ce_z = (1 - y) * m.sigmoid(z) - y * m.sigmoid(-z)
+    if not gamma:  # the cross-entropy's
+        return g * d_ce_z, g * -z
+    a, b = m.log_sigmoid(z), m.log_sigmoid(-z)
+    log_y, log_not_y = m.log(y), m.log1p(-y)  # -inf at y = 0 or 1: no gradient taken through them
+    log_miss = m.logaddexp(log_y + b, log_not_y + a)
+    log_ce = m.logaddexp(log_y + log_softplus(m, -z), log_not_y + log_softplus(m, z))
+    miss = m.exp(gamma * log_miss)
+    d_z = miss * d_ce_z + gamma * (1 - 2 * y) * m.exp(gamma * log_miss + (a + b - log_miss) + log_ce)
+    d_y = -z * miss - gamma * m.sign(z) * m.exp((gamma - 1) * log_miss + log_ce
+                                                 + m.log(m.abs(m.tanh(z / 2))))
+    return g * d_z, g * d_y
+
+
+def categorical_focal_logit_gradients(m, z, others, t, gamma, g):
+    r"""Upstream ``g`` (per class) times the gradients of the terms
+    :math:`t_c (1 - q_c)^\gamma (-\log q_c)` from logits (classes last) with
+    respect to ``z`` and ``t``; ``others`` is :math:`O_c = \log\sum_{j \ne c} e^{z_j}`.
+
+    With :math:`d_c = O_c - z_c` (so :math:`q_c = \sigma(-d_c)`, :math:`-\log q_c =
+    \operatorname{softplus}(d_c)`, :math:`q_c / (1 - q_c) = e^{-d_c}`) and
+    :math:`h = \operatorname{softplus}(d)\, e^{-d} \in (0, 1]`:
+
+    .. math::
+        k_c = -g_c t_c (1 - q_c)^\gamma (1 + \gamma h(d_c)), \qquad
+        \partial_{z_j} = k_j - q_j \textstyle\sum_c k_c, \qquad
+        \partial_{t_c} = g_c (1 - q_c)^\gamma \operatorname{softplus}(d_c).
+
+    :math:`d` is exact to the logits' rounding (autograd through :math:`\log q = z - \operatorname{lse}(z)`
+    and :math:`\log(1 - q)` loses the factor :math:`q \log q / (1 - q)` to cancellation once a
+    logit passes about 30). ``m``: as in :func:`log_softplus`, with ``softmax`` and ``sum_last``
+    (a sum over the last axis, kept)."""
+    d = others - z
+    if gamma:
+        miss = m.exp(-gamma * m.softplus(-d))  # (1 - q)^gamma
+        h = m.where(d == np.inf, 0.0, m.where(d == -np.inf, 1.0, m.exp(log_softplus(m, d) - d)))
+        k = m.where(t == 0, 0.0, -g * t * miss * (1 + gamma * h))
+    else:  # the cross-entropy's
+        miss, k = 1.0, -g * t
+    d_z = k - m.softmax(z) * m.sum_last(k)
+    nll = m.softplus(d)
+    d_t = m.where(g == 0, 0.0, g * m.where(m.isinf(nll), nll, miss * m.where(m.isinf(nll), 0.0, nll)))  # 0 x inf
+    return d_z, d_t
+
+
 def squared_error_over_twice_variance(y, mu, root_var):
     r""":math:`(y - \mu)^2 / (2 \sigma^2)`, finite wherever the result is.
 

@@ -318,8 +318,9 @@ def widen_float32(x):
     magnitude = tf.bitwise.bitwise_and(bits, 0x7FFFFFFF)
     subnormal = (magnitude > 0) & (magnitude < 0x00800000)
     value = tf.cast(magnitude, tf.float64) * 2.0 ** -149
-    exact = tf.stop_gradient(tf.where(bits < 0, -value, value))
-    return tf.where(subnormal, exact, tf.cast(x, tf.float64))
+    cast = tf.cast(x, tf.float64)  # its gradient is the cast's also at a subnormal (not 0)
+    exact = tf.stop_gradient(tf.where(bits < 0, -value, value)) + (cast - tf.stop_gradient(cast))
+    return tf.where(subnormal, exact, cast)
 
 
 def invalid_labels(labels, num_classes, ignore_index):

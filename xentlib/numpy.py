@@ -396,8 +396,10 @@ def sigmoid_cross_entropy_grad(y_true, logits):
 
 def _log_one_minus_softmax(z, axis):
     r""":math:`\log(1 - \operatorname{softmax}(z)_c)` without cancellation: the log-sum-exp of
-    the *other* classes (prefix and suffix log-sum-exps) minus the log-sum-exp of all."""
+    the *other* classes (prefix and suffix log-sum-exps) minus the log-sum-exp of all, of logits
+    shifted by their maximum (near 1e38 unshifted, :math:`+\log 2` is lost to rounding)."""
     z = np.moveaxis(z, axis, -1)
+    z = z - z.max(axis=-1, keepdims=True, initial=-np.inf)
     pad = np.full(z.shape[:-1] + (1,), -np.inf, z.dtype)
     before = np.concatenate([pad, np.logaddexp.accumulate(z, axis=-1)[..., :-1]], axis=-1)
     after = np.concatenate([np.logaddexp.accumulate(z[..., ::-1], axis=-1)[..., ::-1][..., 1:],

@@ -175,9 +175,9 @@ def _clip_unit(x):
 def _times(weight, nll):
     """``weight * nll`` with ``0 * inf = 0``: a term of weight 0 adds nothing; ``weight >= 0``
     (a subnormal weight times inf is inf)."""
-    nonzero = _nonzero(weight)
+    unused = ~_nonzero(weight) & tf.math.is_inf(nll)  # only 0 x inf masked: a weight 0 takes its gradient
     zeros = tf.zeros_like(nll)
-    return tf.where(nonzero, _scaled(weight, tf.where(nonzero, nll, zeros)), zeros)
+    return tf.where(unused, zeros, _scaled(weight, tf.where(unused, zeros, nll)))
 
 
 def _sum(x):
@@ -718,14 +718,82 @@ def sigmoid_cross_entropy_grad(y_true, logits):
 
 # ---- focal losses ---------------------------------------------------------------------
 
-def _log_one_minus_softmax(z, axis):
-    r""":math:`\log(1 - \operatorname{softmax}(z)_c)` without cancellation (see the NumPy reference)."""
-    z = move_to_last(z, axis)
+def _others_log_sum_exp(z):
+    r""":math:`\log\sum_{j \ne c} e^{z_j}` per class (classes last): prefix and suffix log-sum-exps.
+    Of logits shifted by their maximum: near 1e38 unshifted, :math:`+\log 2` is lost to rounding."""
     pad = tf.fill(tf.concat([tf.shape(z)[:-1], [1]], 0), tf.constant(-np.inf, z.dtype))
     before = tf.concat([pad, tf.math.cumulative_logsumexp(z, axis=-1)[..., :-1]], -1)
     after = tf.concat([tf.math.cumulative_logsumexp(z, axis=-1, reverse=True)[..., 1:], pad], -1)
-    others = _logaddexp(before, after) - tf.reduce_logsumexp(z, axis=-1, keepdims=True)
-    return _move_back(others, axis)
+    return _logaddexp(before, after)
+
+
+class _Math:
+    """TensorFlow's math for the formulas written once in :mod:`xentlib._neutral`."""
+    exp, log, log1p, sigmoid, tanh, abs, sign = (tf.exp, tf.math.log, tf.math.log1p, tf.sigmoid,
+                                                 tf.tanh, tf.abs, tf.sign)
+    isinf, log_sigmoid, softplus = tf.math.is_inf, tf.math.log_sigmoid, tf.math.softplus
+
+    @staticmethod
+    def logaddexp(a, b):
+        return _logaddexp(a, b)
+
+    @staticmethod
+    def where(c, x, y):  # x or y may be a Python number
+        like = x if tf.is_tensor(x) else y
+        return tf.where(c, tf.cast(x, like.dtype), tf.cast(y, like.dtype))
+
+    @staticmethod
+    def minimum(x, c):
+        return tf.minimum(x, tf.cast(c, x.dtype))
+
+    @staticmethod
+    def maximum(x, c):
+        return tf.maximum(x, tf.cast(c, x.dtype))
+
+    @staticmethod
+    def softmax(z):
+        return tf.nn.softmax(z, axis=-1)
+
+    @staticmethod
+    def sum_last(x):
+        return tf.reduce_sum(x, axis=-1, keepdims=True)
+
+
+def _broadcast(a, b):
+    shape = tf.broadcast_dynamic_shape(tf.shape(a), tf.shape(b))
+    return tf.broadcast_to(a, shape), tf.broadcast_to(b, shape)
+
+
+def _binary_focal_from_logits(z, y, gamma):
+    r""":math:`(1 - p_t)^\gamma\,\mathrm{ce}` per element from logits, with the gradients of
+    :func:`xentlib._neutral.binary_focal_logit_gradients`."""
+
+    @tf.custom_gradient
+    def terms(z, y):
+        log_p, log_not_p, not_y = tf.math.log_sigmoid(z), tf.math.log_sigmoid(-z), 1 - y
+        value = -(_times(y, log_p) + _times(not_y, log_not_p))
+        if gamma:
+            value = _scaled(tf.exp(gamma * _logaddexp(tf.math.log(y) + log_not_p, tf.math.log1p(-y) + log_p)), value)
+        return value, lambda g: _neutral.binary_focal_logit_gradients(_Math, z, y, gamma, g)
+
+    return terms(*_broadcast(z, y))
+
+
+def _categorical_focal_from_logits(z, t, gamma):
+    r""":math:`t_c (1 - q_c)^\gamma (-\log q_c)` per class from logits (classes last), with the
+    gradients of :func:`xentlib._neutral.categorical_focal_logit_gradients`."""
+
+    @tf.custom_gradient
+    def terms(z, t):
+        shifted = z - tf.reduce_max(z, axis=-1, keepdims=True)
+        others = _others_log_sum_exp(shifted)
+        value = _times(t, -tf.nn.log_softmax(z, axis=-1))
+        if gamma:
+            log_rest = others - tf.reduce_logsumexp(shifted, axis=-1, keepdims=True)  # log(1 - q)
+            value = _scaled(tf.exp(gamma * log_rest), value)
+        return value, lambda g: _neutral.categorical_focal_logit_gradients(_Math, shifted, others, t, gamma, g)
+
+    return terms(*_broadcast(z, t))
 
 
 def _logaddexp(a, b):
@@ -758,16 +826,15 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
     z = _compute(y_pred)
     y0 = tf.cast(_compute(y_true), z.dtype)
     y = _neutral.smoothed_binary(y0, label_smoothing)
-    if from_logits:
-        log_p, log_not_p, not_y = tf.math.log_sigmoid(z), tf.math.log_sigmoid(-z), 1 - y
-        miss = tf.exp(gamma * _logaddexp(tf.math.log(y) + log_not_p, tf.math.log1p(-y) + log_p))
-        ce = -(_times(y, log_p) + _times(not_y, log_not_p))
+    miss = None
+    if from_logits:  # the focal factor times the cross-entropy, gradients in log space
+        ce, not_y = _binary_focal_from_logits(z, y, gamma), 1 - y
     else:  # the logs and the power of masked arguments: no 0 x inf in the gradient at q = 0 or 1
         q = _clip_unit(z)
         not_y = _complement(y0, label_smoothing)
-        miss = _power(_neutral.binary_miss(y, not_y, q), gamma)
+        miss = _power(_neutral.binary_miss(y, not_y, q), gamma) if gamma else None
         ce = -(_xlogy(y, q) + _xlog1p(not_y, -q))
-    per_elem = _neutral.binary_focal(_times, _scaled, _neutral.unfrozen, y, not_y, ce, miss if gamma else None, alpha)
+    per_elem = _neutral.binary_focal(_times, _scaled, _neutral.unfrozen, y, not_y, ce, miss, alpha)
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 
 
@@ -785,13 +852,17 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
     target = tf.cast(_smoothed(y_true, label_smoothing, axis), z.dtype)
 
     def rows(z, target):
-        if from_logits:
-            terms = _times(target, -tf.nn.log_softmax(z, axis=axis))
-            miss = tf.exp(gamma * _log_one_minus_softmax(z, axis))
+        miss = None
+        if from_logits:  # the focal factor times the terms, gradients in log space
+            terms = _move_back(_categorical_focal_from_logits(move_to_last(z, axis), move_to_last(target, axis),
+                                                              gamma), axis)
         else:  # masked arguments, as in binary_focal_cross_entropy
-            terms, miss = -_xlogy(target, z), _power(_clip_unit(1 - z), gamma)
-        weight = None if alpha is None else tf.cast(alpha, z.dtype) + tf.zeros_like(z)  # for tf.where
-        terms = _neutral.categorical_focal(_times, _scaled, _neutral.unfrozen, terms, miss if gamma else None, weight)
+            terms = -_xlogy(target, z)
+            miss = _power(_clip_unit(1 - z), gamma) if gamma else None
+        # a float alpha straight in z's dtype (tf.cast would round it to float32 first)
+        weight = None if alpha is None else (tf.constant(alpha, z.dtype) if isinstance(alpha, float)
+                                             else tf.cast(alpha, z.dtype)) + tf.zeros_like(z)  # for tf.where
+        terms = _neutral.categorical_focal(_times, _scaled, _neutral.unfrozen, terms, miss, weight)
         return tf.reduce_sum(terms, axis=axis)
 
     per_row = rows(z, target)

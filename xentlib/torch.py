@@ -113,9 +113,10 @@ def _frozen(x, ce):
 
 
 def _times(weight, nll):
-    """``weight * nll`` with ``0 * inf = 0``: a term of weight 0 adds nothing (and passes no NaN)."""
-    zero = weight == 0
-    return torch.where(zero, 0.0, weight * torch.where(zero, 0.0, nll))
+    """``weight * nll`` with ``0 * inf = 0``: a term of weight 0 adds nothing (and passes no NaN).
+    Only that product is masked: a weight 0 of a finite term takes its gradient, the term."""
+    unused = (weight == 0) & torch.isinf(nll)
+    return torch.where(unused, 0.0, weight * torch.where(unused, 0.0, nll))
 
 
 def _host_readable(x):
@@ -738,14 +739,111 @@ def sigmoid_cross_entropy_grad(y_true, logits):
 
 # ---- focal losses ---------------------------------------------------------------------
 
-def _log_one_minus_softmax(z, axis):
-    r""":math:`\log(1 - \operatorname{softmax}(z)_c)` without cancellation (see the NumPy reference)."""
-    z = z.movedim(axis, -1)
+class _Math:
+    """torch's math for the formulas written once in :mod:`xentlib._neutral`."""
+    exp, log, log1p, sigmoid, tanh, abs, sign = (torch.exp, torch.log, torch.log1p, torch.sigmoid,
+                                                 torch.tanh, torch.abs, torch.sign)
+    isinf, logaddexp, log_sigmoid = torch.isinf, torch.logaddexp, F.logsigmoid
+    where = staticmethod(torch.where)
+
+    @staticmethod
+    def softplus(x):  # F.softplus returns x beyond 20: 1e-10 off in float64
+        return -F.logsigmoid(-x)
+
+    @staticmethod
+    def minimum(x, c):
+        return torch.clamp(x, max=c)
+
+    @staticmethod
+    def maximum(x, c):
+        return torch.clamp(x, min=c)
+
+    @staticmethod
+    def softmax(z):
+        return torch.softmax(z, dim=-1)
+
+    @staticmethod
+    def sum_last(x):
+        return x.sum(dim=-1, keepdim=True)
+
+
+def _others_log_sum_exp(z):
+    r""":math:`\log\sum_{j \ne c} e^{z_j}` per class (classes last): prefix and suffix log-sum-exps.
+    Of logits shifted by their maximum: near 1e38 unshifted, :math:`+\log 2` is lost to rounding."""
     pad = torch.full(z.shape[:-1] + (1,), -math.inf, dtype=z.dtype, device=z.device)
     before = torch.cat([pad, torch.logcumsumexp(z, dim=-1)[..., :-1]], dim=-1)
     after = torch.cat([torch.logcumsumexp(z.flip(-1), dim=-1).flip(-1)[..., 1:], pad], dim=-1)
-    others = torch.logaddexp(before, after) - torch.logsumexp(z, dim=-1, keepdim=True)
-    return others.movedim(-1, axis)
+    return torch.logaddexp(before, after)
+
+
+def _binary_focal_terms(z, y, gamma):
+    r""":math:`(1 - p_t)^\gamma\,\mathrm{ce}` per element from logits (the value)."""
+    log_p, log_not_p, not_y = F.logsigmoid(z), F.logsigmoid(-z), 1 - y
+    ce = -(_times(y, log_p) + _times(not_y, log_not_p))
+    if not gamma:
+        return ce
+    miss = torch.exp(gamma * torch.logaddexp(torch.log(y) + log_not_p, torch.log1p(-y) + log_p))
+    return _scaled(miss, ce)
+
+
+@_with_ctx
+class _BinaryFocalFromLogits(torch.autograd.Function):
+    """:func:`_binary_focal_terms` with the gradients of :func:`xentlib._neutral.binary_focal_logit_gradients`
+    (written in torch operations: differentiable again, for higher-order gradients)."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z, y, gamma):
+        return _binary_focal_terms(z, y, gamma)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        z, y, ctx.gamma = inputs
+        ctx.save_for_backward(z, y)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, y = ctx.saved_tensors
+        return (*_neutral.binary_focal_logit_gradients(_Math, z, y, ctx.gamma, g), None)
+
+
+def _categorical_focal_terms(z, t, gamma):
+    r""":math:`t_c (1 - q_c)^\gamma (-\log q_c)` per class from logits (classes last; the value)."""
+    terms = _times(t, -torch.log_softmax(z, dim=-1))
+    if not gamma:
+        return terms
+    shifted = _shifted(z)
+    miss = torch.exp(gamma * (_others_log_sum_exp(shifted) - torch.logsumexp(shifted, dim=-1, keepdim=True)))
+    return _scaled(miss, terms)
+
+
+def _shifted(z):
+    """Logits minus their row's maximum (classes last): see :func:`_others_log_sum_exp`."""
+    return z - z.amax(dim=-1, keepdim=True)
+
+
+@_with_ctx
+class _CategoricalFocalFromLogits(torch.autograd.Function):
+    """:func:`_categorical_focal_terms` with the gradients of
+    :func:`xentlib._neutral.categorical_focal_logit_gradients` (in torch operations)."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z, t, gamma):
+        return _categorical_focal_terms(z, t, gamma)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        z, t, ctx.gamma = inputs
+        ctx.save_for_backward(z, t)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, t = ctx.saved_tensors
+        shifted = _shifted(z)
+        grads = _neutral.categorical_focal_logit_gradients(_Math, shifted, _others_log_sum_exp(shifted), t,
+                                                           ctx.gamma, g)
+        return (*grads, None)
 
 
 @shared
@@ -760,17 +858,16 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
         y_true, y_pred, gamma, alpha, from_logits, label_smoothing, reduction)
     z = _compute(y_pred)
     y = _neutral.smoothed_binary(_compute(y_true).to(z.dtype), label_smoothing)
-    if from_logits:
-        log_p, log_not_p, not_y = F.logsigmoid(z), F.logsigmoid(-z), 1 - y
-        log_miss = torch.logaddexp(torch.log(y) + log_not_p, torch.log1p(-y) + log_p)
-        miss = torch.exp(gamma * log_miss)
-        ce = -(_times(y, log_p) + _times(not_y, log_not_p))
+    miss = None
+    if from_logits:  # the focal factor times the cross-entropy, gradients in log space
+        y, z = torch.broadcast_tensors(y, z)
+        ce, not_y = _apply(_BinaryFocalFromLogits, z, y, gamma), 1 - y
     else:  # the logs and the power of masked arguments: no 0 x inf in the gradient at q = 0 or 1
         q = torch.clamp(z, 0, 1)
         not_y = _neutral.smoothed_binary(1 - _compute(y_true).to(z.dtype), label_smoothing)  # not 1 - y
-        miss = _power(_neutral.binary_miss(y, not_y, q), gamma)
+        miss = _power(_neutral.binary_miss(y, not_y, q), gamma) if gamma else None
         ce = -(_xlogy(y, q) + _xlog1p(not_y, -q))
-    per_elem = _neutral.binary_focal(_times, _scaled, _frozen, y, not_y, ce, miss if gamma else None, alpha)
+    per_elem = _neutral.binary_focal(_times, _scaled, _frozen, y, not_y, ce, miss, alpha)
     return _reduce(per_elem, reduction).to(_loss_dtype(y_pred))
 
 
@@ -781,18 +878,19 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
         y_true, y_pred, gamma, alpha, from_logits, label_smoothing, axis, reduction)
     z = _compute(y_pred)
     target = _smoothed(y_true, label_smoothing, axis).to(z.dtype)
+    miss = None
     if from_logits:
-        log_q = torch.log_softmax(z, dim=axis)
-        if _spread_overflows(z, log_q):
+        if _spread_overflows(z, torch.log_softmax(z, dim=axis)):
             z, target = z.double(), target.double()
-            log_q = torch.log_softmax(z, dim=axis)
-        miss = torch.exp(gamma * _log_one_minus_softmax(z, axis))
-        terms = _times(target, -log_q)
+        target, z = torch.broadcast_tensors(target, z)  # the focal factor times the terms, gradients in log space
+        terms = _apply(_CategoricalFocalFromLogits, z.movedim(axis, -1), target.movedim(axis, -1),
+                       gamma).movedim(-1, axis)
     else:  # masked arguments, as in binary_focal_cross_entropy
-        terms, miss = -_xlogy(target, z), _power(torch.clamp(1 - z, 0, 1), gamma)
+        terms = -_xlogy(target, z)
+        miss = _power(torch.clamp(1 - z, 0, 1), gamma) if gamma else None
     if alpha is not None:
         alpha = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
-    terms = _neutral.categorical_focal(_times, _scaled, _frozen, terms, miss if gamma else None, alpha)
+    terms = _neutral.categorical_focal(_times, _scaled, _frozen, terms, miss, alpha)
     return _reduce(terms.sum(dim=axis), reduction).to(_loss_dtype(y_pred))
 
 
