@@ -1511,3 +1511,28 @@ def test_f56_tf_subnormal_target_keeps_its_gradient_on_the_float64_path():
     with tf.GradientTape() as tape:
         loss = xtf.categorical_focal_cross_entropy(y, z, gamma=0.0, from_logits=True)
     assert np.isfinite(float(loss)) and tape.gradient(loss, y).numpy().tolist() == [0.0, np.inf]
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+@pytest.mark.parametrize("fn", ["binary_cross_entropy", "binary_focal_cross_entropy"])
+def test_f46_sixteen_bit_target_gradient_is_summed_in_the_compute_dtype(backend, fn):
+    """d/dy_true of a 16-bit target from probabilities: its two terms (y and its complement) were two
+    casts of the target, each gradient rounded to 16 bits before the sum (bfloat16 y 0.375, q 0.25,
+    focal alpha 0: -0.01172 where it is -0.01303)."""
+    options = {"alpha": 0.0, "gamma": 0.0} if "focal" in fn else {"label_smoothing": 0.1, "pos_weight": 3.0}
+    y, q = 0.375, 0.25
+    expected = {}
+    for dtype in ("bfloat16", "float64"):
+        if backend == "torch":
+            yt = torch.tensor(y, dtype=getattr(torch, dtype), requires_grad=True)
+            pw = {"pos_weight": torch.tensor(3.0, dtype=getattr(torch, dtype))} if "pos_weight" in options else {}
+            loss = getattr(xt, fn)(yt, torch.tensor(q, dtype=getattr(torch, dtype)), **{**options, **pw})
+            expected[dtype] = float(torch.autograd.grad(loss, yt)[0])
+        else:
+            yt = tf.Variable(tf.constant(y, dtype))
+            pw = {"pos_weight": tf.constant(3.0, dtype)} if "pos_weight" in options else {}
+            with tf.GradientTape() as tape:
+                loss = getattr(xtf, fn)(yt, tf.constant(q, dtype), **{**options, **pw})
+            expected[dtype] = float(tf.cast(tape.gradient(loss, yt), tf.float64))
+    # one rounding to bfloat16 of the float32 sum: within half a bfloat16 ulp (2^-8 relative)
+    assert expected["bfloat16"] == pytest.approx(expected["float64"], rel=2 ** -8, abs=0)

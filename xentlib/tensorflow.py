@@ -653,16 +653,15 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
     y_true, y_pred, label_smoothing, pos_weight = _fd.binary(
         y_true, y_pred, from_logits, label_smoothing, pos_weight, reduction)
     z = _compute(y_pred)
-    y = tf.cast(_compute(y_true), z.dtype)
+    y0 = tf.cast(_compute(y_true), z.dtype)  # cast once: a 16-bit target's gradient is summed in z's dtype
     w_pos = None if pos_weight is None else tf.cast(pos_weight, z.dtype)
     if from_logits:
-        out = _binary_from_logits(y, z, w_pos, label_smoothing, reduction)
+        out = _binary_from_logits(y0, z, w_pos, label_smoothing, reduction)
         return tf.cast(out, _loss_dtype(y_pred))
-    if label_smoothing:
-        y = y * (1 - label_smoothing) + label_smoothing / 2
+    y = _neutral.smoothed_binary(y0, label_smoothing) if label_smoothing else y0
     q = _clip_unit(z)  # 1 + 1e-16 from round-off: log(1 - q) stays real
     positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
-    not_y = _complement(tf.cast(_compute(y_true), z.dtype), label_smoothing)
+    not_y = _complement(y0, label_smoothing)
     per_elem = -(positive + _xlogy(not_y, 1 - q))
     return tf.cast(_reduce(per_elem, reduction), _loss_dtype(y_pred))
 

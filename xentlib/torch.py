@@ -687,7 +687,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, label_smoothing=0
         return out.to(_loss_dtype(y_pred))
     q = torch.clamp(z, 0, 1)  # 1 + 1e-16 from round-off: log(1 - q) stays real
     positive = _xlogy(y, q) if w_pos is None else _times(w_pos, _xlogy(y, q))  # 0 * -inf = 0
-    not_y = _neutral.smoothed_binary(1 - _compute(y_true), label_smoothing)  # not 1 - y: see there
+    not_y = _neutral.smoothed_binary(1 - y_raw, label_smoothing)  # not 1 - y: see there
     per_elem = -(positive + _xlogy(not_y, 1 - q))
     return _reduce(per_elem, reduction).to(_loss_dtype(y_pred))
 
@@ -857,14 +857,15 @@ def binary_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, from_lo
     y_true, y_pred, label_smoothing, gamma, alpha = _fd.binary_focal(
         y_true, y_pred, gamma, alpha, from_logits, label_smoothing, reduction)
     z = _compute(y_pred)
-    y = _neutral.smoothed_binary(_compute(y_true).to(z.dtype), label_smoothing)
+    y0 = _compute(y_true).to(z.dtype)  # cast once: a 16-bit target's gradient is summed in z's dtype
+    y = _neutral.smoothed_binary(y0, label_smoothing)
     miss = None
     if from_logits:  # the focal factor times the cross-entropy, gradients in log space
         y, z = torch.broadcast_tensors(y, z)
         ce, not_y = _apply(_BinaryFocalFromLogits, z, y, gamma), 1 - y
     else:  # the logs and the power of masked arguments: no 0 x inf in the gradient at q = 0 or 1
         q = torch.clamp(z, 0, 1)
-        not_y = _neutral.smoothed_binary(1 - _compute(y_true).to(z.dtype), label_smoothing)  # not 1 - y
+        not_y = _neutral.smoothed_binary(1 - y0, label_smoothing)  # not 1 - y
         miss = _power(_neutral.binary_miss(y, not_y, q), gamma) if gamma else None
         ce = -(_xlogy(y, q) + _xlog1p(not_y, -q))
     per_elem = _neutral.binary_focal(_times, _scaled, _frozen, y, not_y, ce, miss, alpha)
