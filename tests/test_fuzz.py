@@ -109,7 +109,7 @@ def test_sparse_ce_from_logits(batch, data):
     low = 0 if ignore_index is None else -1
     labels = data.draw(hnp.arrays(np.int64, z.shape[:-1], elements=st.integers(low, k - 1)))
     drawn = data.draw(SMOOTHING)
-    smoothing = smoothing_taken(drawn, dtype_name)  # the oracle's
+    smoothing = smoothing_taken(drawn, dtype_name, shares=k)  # the oracle's
     weight = data.draw(st.none() | hnp.arrays(np.float64, (k,), elements=WEIGHT))
     reduction = data.draw(REDUCTION)
     axis = data.draw(st.integers(-z.ndim, z.ndim - 1))
@@ -192,7 +192,7 @@ def test_sparse_ce_from_probabilities(batch, data):
     q = data.draw(probability_vectors((n, k), dtype_name))
     labels = data.draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, k - 1)))
     drawn = data.draw(SMOOTHING)
-    smoothing = smoothing_taken(drawn, dtype_name)  # the oracle's
+    smoothing = smoothing_taken(drawn, dtype_name, shares=k)  # the oracle's
     weight = data.draw(st.none() | hnp.arrays(np.float64, (k,), elements=WEIGHT))
     reduction = data.draw(REDUCTION)
     with np.errstate(divide="ignore"):
@@ -238,7 +238,7 @@ def test_categorical_ce(batch, from_logits, data):
     k = z.shape[-1]
     y = data.draw(probability_vectors(z.shape, dtype_name))
     drawn = data.draw(SMOOTHING)
-    smoothing = smoothing_taken(drawn, dtype_name)  # the oracle's
+    smoothing = smoothing_taken(drawn, dtype_name, shares=k)  # the oracle's
     reduction = data.draw(REDUCTION)
     axis = data.draw(st.integers(-z.ndim, z.ndim - 1))
     y_pred = z if from_logits else data.draw(probability_vectors(z.shape, dtype_name))

@@ -75,7 +75,7 @@ def linear_oracle(hidden, weight, labels, options, dtype_name):
     raw = h @ w_mat.T + (0 if b is None else b)
     cap = options["softcap"]
     z = raw if cap is None else cap * np.tanh(raw / cap)
-    eps = smoothing_taken(options["label_smoothing"], dtype_name)
+    eps = smoothing_taken(options["label_smoothing"], dtype_name, shares=v)
     lam, ignore = options["z_loss"], options["ignore_index"]
     kept = labels != ignore if ignore is not None else np.ones(labels.shape, bool)
     safe = np.where(kept, labels, 0)
