@@ -1536,3 +1536,19 @@ def test_f46_sixteen_bit_target_gradient_is_summed_in_the_compute_dtype(backend,
             expected[dtype] = float(tf.cast(tape.gradient(loss, yt), tf.float64))
     # one rounding to bfloat16 of the float32 sum: within half a bfloat16 ulp (2^-8 relative)
     assert expected["bfloat16"] == pytest.approx(expected["float64"], rel=2 ** -8, abs=0)
+
+
+def test_r4_torch_categorical_from_logits_with_differentiable_targets_near_the_max():
+    """Differentiable targets took a float32 path without the float64 redo: a log q of -inf (spread
+    4e38) gave inf where the loss is 2e38, and d/dy inf where 4e38 / 2 fits."""
+    y = torch.tensor([[0.5, 0.5]], requires_grad=True)
+    z = torch.tensor([[-2e38, 2e38]], requires_grad=True)
+    loss = xt.categorical_cross_entropy(y, z, from_logits=True)
+    d_y, d_z = torch.autograd.grad(loss, (y, z))
+    assert loss.dtype == torch.float32 and float(loss) == pytest.approx(2e38, rel=1e-6, abs=0)
+    assert d_y.dtype == torch.float32 and d_y.tolist()[0][1] == 0.0 and np.isinf(d_y.tolist()[0][0])
+    assert d_z.tolist() == [[-0.5, 0.5]]
+    y = torch.tensor([[0.5, 0.5]], requires_grad=True)
+    z = torch.tensor([[-1.5e38, 1.5e38]], requires_grad=True)  # -log q_0 = 3e38: fits
+    d_y, _ = torch.autograd.grad(xt.categorical_cross_entropy(y, z, from_logits=True), (y, z))
+    assert d_y.tolist()[0][0] == pytest.approx(3e38, rel=1e-6, abs=0) and d_y.tolist()[0][1] == 0.0

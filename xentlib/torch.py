@@ -602,8 +602,12 @@ def categorical_cross_entropy(y_true, y_pred, *, from_logits=False, label_smooth
         args = (torch.movedim(z, axis, -1), torch.movedim(target, axis, -1), reduction)
         out = _apply(_CategoricalCEFromLogits, *args)[0] if _needs_grad(z) else _categorical_forward(*args)[0]
         return out.to(_loss_dtype(y_pred))
-    if from_logits:
-        per_row = -(target * F.log_softmax(z, dim=axis)).sum(dim=axis)  # d/d target = -log q
+    if from_logits:  # differentiable targets: autograd, d/d target = -log q
+        log_q = F.log_softmax(z, dim=axis)
+        if _spread_overflows(z, log_q):  # a float32 log q of -inf where float64's is finite
+            z, target = z.double(), target.double()
+            log_q = F.log_softmax(z, dim=axis)
+        per_row = -_times(target, log_q).sum(dim=axis)
     else:
         per_row = -_xlogy(target, z).sum(dim=axis)
     return _reduce(per_row, reduction).to(_loss_dtype(y_pred))
