@@ -1552,3 +1552,19 @@ def test_r4_torch_categorical_from_logits_with_differentiable_targets_near_the_m
     z = torch.tensor([[-1.5e38, 1.5e38]], requires_grad=True)  # -log q_0 = 3e38: fits
     d_y, _ = torch.autograd.grad(xt.categorical_cross_entropy(y, z, from_logits=True), (y, z))
     assert d_y.tolist()[0][0] == pytest.approx(3e38, rel=1e-6, abs=0) and d_y.tolist()[0][1] == 0.0
+
+
+def test_f48_torch_vmap_categorical_focal_at_a_spread_past_the_max():
+    """Under torch.func nothing is read back, so float32 logits whose spread passes the max were
+    not redone in float64: inf, where eager gives the finite loss."""
+    big = float(np.finfo(np.float32).max)
+    y = torch.tensor([[[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]])
+    z = torch.tensor([[[-big, big, -big]], [[0.0, 1.0, 2.0]]])
+
+    def loss(y, z):
+        return xt.categorical_focal_cross_entropy(y, z, gamma=2.0, alpha=0.25, from_logits=True)
+
+    with xentlib.value_checks(False):
+        batched = torch.func.vmap(loss)(y, z)
+    eager = torch.stack([loss(y[i], z[i]) for i in range(2)])
+    assert torch.isfinite(eager).all() and batched.tolist() == eager.tolist()

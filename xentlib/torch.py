@@ -885,7 +885,10 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
     target = _smoothed(y_true, label_smoothing, axis).to(z.dtype)
     miss = None
     if from_logits:
-        if _spread_overflows(z, torch.log_softmax(z, dim=axis)):
+        # float32 logits whose spread passes the max: in float64 (under torch.func, where nothing
+        # can be read back, always: twice the work there)
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor(z)
+        if z.dtype == torch.float32 and wrapped or _spread_overflows(z, torch.log_softmax(z, dim=axis)):
             z, target = z.double(), target.double()
         target, z = torch.broadcast_tensors(target, z)  # the focal factor times the terms, gradients in log space
         terms = _apply(_CategoricalFocalFromLogits, z.movedim(axis, -1), target.movedim(axis, -1),
