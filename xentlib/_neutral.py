@@ -98,7 +98,7 @@ def binary_focal_logit_gradients(m, z, y, gamma, g):
     with ``log_sigmoid``, ``sigmoid``, ``logaddexp``, ``tanh``, ``abs`` and ``sign``."""
     d_ce_z = (1 - y) * m.sigmoid(z) - y * m.sigmoid(-z)
     if not gamma:  # the cross-entropy's
-        return g * d_ce_z, g * -z
+        return g * d_ce_z, g * -z  # finite
     a, b = m.log_sigmoid(z), m.log_sigmoid(-z)
     log_y, log_not_y = m.log(y), m.log1p(-y)  # -inf at y = 0 or 1: no gradient taken through them
     log_miss = m.logaddexp(log_y + b, log_not_y + a)
@@ -107,7 +107,7 @@ def binary_focal_logit_gradients(m, z, y, gamma, g):
     d_z = miss * d_ce_z + gamma * (1 - 2 * y) * m.exp(gamma * log_miss + (a + b - log_miss) + log_ce)
     d_y = -z * miss - gamma * m.sign(z) * m.exp((gamma - 1) * log_miss + log_ce
                                                  + m.log(m.abs(m.tanh(z / 2))))
-    return g * d_z, g * d_y
+    return g * d_z, m.where(g == 0, 0.0, g * d_y)  # d_y may be inf where a weight 0 passes g = 0
 
 
 def categorical_focal_logit_gradients(m, z, others, t, gamma, g):

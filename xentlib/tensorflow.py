@@ -100,8 +100,10 @@ def _log(x):
     @tf.custom_gradient
     def log_subnormal(x):
         def grad(g):  # 1/x = 2^1074 / m (float32: 2^149 / m) in two normal factors (beyond the
-            # max: inf, as torch gives it); 0 where g is 0 (not 0 x inf)
-            return tf.where(tf.equal(g, 0), tf.zeros_like(g), g * (2.0 ** high / m) * 2.0 ** low)
+            # max: inf, as torch gives it); 0 where g is 0 (not 0 x inf). MulNoNan, not Mul: in a
+            # graph Grappler folds the two constant factors of a Mul chain into one, 2^149: inf
+            scaled = tf.math.multiply_no_nan(2.0 ** high / m, g)
+            return tf.math.multiply_no_nan(scaled, tf.constant(2.0 ** low, g.dtype))
         return tf.math.log(m) + np.log(info.smallest_subnormal), grad
 
     # the log of a masked argument: the gradient of log(x) at a flushed x would be 0 x inf (NaN)
@@ -609,9 +611,12 @@ def _sparse_terms(labels, z, kept, weight, label_smoothing, num_classes):
     """Per-item losses from probabilities (0 where not kept) and their weights w[y]; classes last."""
     safe = tf.where(kept, labels, tf.zeros_like(labels))
     q = tf.where(kept[..., None], z, tf.ones_like(z))  # gather first: log(0) at other classes
-    nll = -_log(tf.gather(q, safe, axis=-1, batch_dims=labels.shape.rank))
-    w_y = tf.ones_like(nll) if weight is None else tf.gather(weight, safe)
+    q_y = tf.gather(q, safe, axis=-1, batch_dims=labels.shape.rank)
+    w_y = tf.ones_like(q_y) if weight is None else tf.gather(weight, safe)
     w_y = tf.where(kept, w_y, tf.zeros_like(w_y))
+    # a weight 0 at a probability 0: a term 0, and no gradient through log 0 (0 x inf: NaN)
+    unused = ~_nonzero(w_y) & ~_nonzero(q_y)
+    nll = -_log(tf.where(unused, tf.ones_like(q_y), q_y))
     if weight is not None:
         nll, w_y = _wide(nll), _wide(w_y)
     per_item = _times((1 - label_smoothing) * w_y, nll)

@@ -883,23 +883,30 @@ def categorical_focal_cross_entropy(y_true, y_pred, *, gamma=2.0, alpha=None, fr
         y_true, y_pred, gamma, alpha, from_logits, label_smoothing, axis, reduction)
     z = _compute(y_pred)
     target = _smoothed(y_true, label_smoothing, axis).to(z.dtype)
-    miss = None
-    if from_logits:
-        # float32 logits whose spread passes the max: in float64 (under torch.func, where nothing
-        # can be read back, always: twice the work there)
-        wrapped = torch._C._functorch.is_functorch_wrapped_tensor(z)
-        if z.dtype == torch.float32 and wrapped or _spread_overflows(z, torch.log_softmax(z, dim=axis)):
-            z, target = z.double(), target.double()
-        target, z = torch.broadcast_tensors(target, z)  # the focal factor times the terms, gradients in log space
-        terms = _apply(_CategoricalFocalFromLogits, z.movedim(axis, -1), target.movedim(axis, -1),
-                       gamma).movedim(-1, axis)
-    else:  # masked arguments, as in binary_focal_cross_entropy
-        terms = -_xlogy(target, z)
-        miss = _power(torch.clamp(1 - z, 0, 1), gamma) if gamma else None
-    if alpha is not None:
-        alpha = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
-    terms = _neutral.categorical_focal(_times, _scaled, _frozen, terms, miss, alpha)
-    return _reduce(terms.sum(dim=axis), reduction).to(_loss_dtype(y_pred))
+
+    def rows(z, target):
+        miss, weight = None, None if alpha is None else torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
+        if from_logits:  # the focal factor times the terms, gradients in log space
+            target, z = torch.broadcast_tensors(target, z)
+            terms = _apply(_CategoricalFocalFromLogits, z.movedim(axis, -1), target.movedim(axis, -1),
+                           gamma).movedim(-1, axis)
+        else:  # masked arguments, as in binary_focal_cross_entropy
+            terms = -_xlogy(target, z)
+            miss = _power(torch.clamp(1 - z, 0, 1), gamma) if gamma else None
+        return _neutral.categorical_focal(_times, _scaled, _frozen, terms, miss, weight).sum(dim=axis)
+
+    if from_logits and z.dtype == torch.float32:
+        # in float64 where float32's spread or a row's sum passes the max (under torch.func, where
+        # nothing can be read back, always: twice the work there)
+        if torch._C._functorch.is_functorch_wrapped_tensor(z) or _spread_overflows(z, torch.log_softmax(z, dim=axis)):
+            per_row = rows(z.double(), target.double())
+        else:
+            per_row = rows(z, target)
+            if _spread_overflows(z, per_row):
+                per_row = rows(z.double(), target.double())
+    else:
+        per_row = rows(z, target)
+    return _reduce(per_row, reduction).to(_loss_dtype(y_pred))
 
 
 # ---- calibration ----------------------------------------------------------------------
