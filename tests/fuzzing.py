@@ -16,15 +16,16 @@ Profiles (``HYPOTHESIS_PROFILE`` chooses one; otherwise ``CI=true`` chooses ``ci
   its minimal example and a ``@reproduce_failure`` blob, and ``HYPOTHESIS_SEED=N`` (or
   ``pytest --hypothesis-seed=N``) repeats a whole run;
 - ``ci``: 1,000 examples per property (``FUZZ_CI_EXAMPLES=N`` sets another count),
-  derandomised. Each property has passed 10,000 (``FUZZ_CI_EXAMPLES=10000``), but not all
-  at the current library: the first full run at 10,000 found a failure in
-  test_categorical_ce (a subnormal eps/K flushed by TF, since fixed), so the default stays
-  below that until a complete run passes. At 10,000, measured on one core: 44 CPU
-  minutes for the 22 properties (linear CE
-  5.6, the others 0.3 to 3.6 each; most of it TensorFlow's eager dispatch, the graphs'
-  tracing is bounded per property), in five files of 4 to 14 CPU minutes (binary and
-  information 14, test_fuzz.py 10.5, linear 9, graphs 6.3, compile 3.9), for
-  ``pytest -n 2 --dist loadfile`` to balance. A run repeats example for example
+  derandomised. Every property has passed 10,000 (``FUZZ_CI_EXAMPLES=10000``) once the
+  failures it found were fixed (each with its regression test), but not yet all at one
+  commit: a property stops at its first failure, so the examples after it are reached only
+  once that is fixed; the default moves to 10,000 once a complete run passes. At 10,000, measured
+  on this project's 2-core machine: 45 CPU minutes for the
+  28 properties (linear CE 4.5, the others 0.6 to 3 each; most of it TensorFlow's eager
+  dispatch, the graphs' tracing is bounded per property), in seven files of 3 to 14 CPU
+  minutes (binary and information 13.5, test_fuzz.py 7.9, linear 7.8, graphs 5.6, variants
+  4.0, compile 3.2, gradients 2.9), for ``pytest -n 2 --dist loadfile`` to balance. A run
+  repeats example for example
   (``FUZZ_TRACE=path`` logs a digest of each example's choices and results to compare):
   the seed is a digest of the test's source (editing a property's body changes its
   examples; editing the helpers or the library does not), only the first failure is

@@ -1622,3 +1622,13 @@ def test_f57_binary_focal_weight_zero_passes_no_nan_to_an_infinite_slope(backend
     loss, d_z, d_y = _focal_grads(backend, "binary_focal_cross_entropy", [0.0], [1.6947656946257677e38], "bfloat16",
                                   gamma=2.0, alpha=1.0)
     assert loss == 0.0 and d_z.tolist() == [0.0] and d_y.tolist() == [pytest.approx(1.6947656946257677e38, rel=1e-2)]
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_f58_binary_focal_target_gradient_takes_its_weight_before_the_sum(backend):
+    """d/dy of alpha_t F at bfloat16's max logit: F's own slope (-4.4e38) passes the max, alpha_t
+    F' (-1.1e38) and the whole (5.5e37 per item of the mean) do not: the upstream gradient is
+    multiplied in before the terms are summed."""
+    _, _, d_y = _focal_grads(backend, "binary_focal_cross_entropy", [0.25, 0.0], [3.3895313892515355e38, 0.0],
+                             "bfloat16", gamma=0.5, alpha=1.0)
+    assert d_y[0] == pytest.approx(5.50391304e37, rel=2e-2) and d_y[1] == pytest.approx(0.245064536, rel=1e-2)

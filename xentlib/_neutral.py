@@ -105,9 +105,10 @@ def binary_focal_logit_gradients(m, z, y, gamma, g):
     log_ce = m.logaddexp(log_y + log_softplus(m, -z), log_not_y + log_softplus(m, z))
     miss = m.exp(gamma * log_miss)
     d_z = miss * d_ce_z + gamma * (1 - 2 * y) * m.exp(gamma * log_miss + (a + b - log_miss) + log_ce)
-    d_y = -z * miss - gamma * m.sign(z) * m.exp((gamma - 1) * log_miss + log_ce
-                                                 + m.log(m.abs(m.tanh(z / 2))))
-    return g * d_z, m.where(g == 0, 0.0, g * d_y)  # d_y may be inf where a weight 0 passes g = 0
+    # g first: a weight below 1 (alpha, a mean) may bring a sum beyond the max back within it
+    d_y = (g * -z) * miss - (gamma * g) * m.sign(z) * m.exp((gamma - 1) * log_miss + log_ce
+                                                             + m.log(m.abs(m.tanh(z / 2))))
+    return g * d_z, m.where(g == 0, 0.0, d_y)  # 0, not 0 x inf, where a weight 0 passes g = 0
 
 
 def categorical_focal_logit_gradients(m, z, others, t, gamma, g):
