@@ -790,25 +790,39 @@ def _binary_focal_terms(z, y, gamma):
     return _scaled(miss, ce)
 
 
-@_with_ctx
-class _BinaryFocalFromLogits(torch.autograd.Function):
-    """:func:`_binary_focal_terms` with the gradients of :func:`xentlib._neutral.binary_focal_logit_gradients`
-    (written in torch operations: differentiable again, for higher-order gradients)."""
-    generate_vmap_rule = True
+def _focal_function(terms, gradients, doc):
+    """An autograd Function of ``(logits, targets, gamma)``: the value ``terms(z, t, gamma)``,
+    the gradients ``gradients(z, t, gamma, g)`` (in torch operations: differentiable again,
+    for higher-order gradients)."""
+    @_with_ctx
+    class FocalFromLogits(torch.autograd.Function):
+        __doc__ = doc
+        generate_vmap_rule = True
 
-    @staticmethod
-    def forward(z, y, gamma):
-        return _binary_focal_terms(z, y, gamma)
+        @staticmethod
+        def forward(z, t, gamma):
+            return terms(z, t, gamma)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        z, y, ctx.gamma = inputs
-        ctx.save_for_backward(z, y)
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            z, t, ctx.gamma = inputs
+            ctx.save_for_backward(z, t)
 
-    @staticmethod
-    def backward(ctx, g):
-        z, y = ctx.saved_tensors
-        return (*_neutral.binary_focal_logit_gradients(_Math, z, y, ctx.gamma, g), None)
+        @staticmethod
+        def backward(ctx, g):
+            z, t = ctx.saved_tensors
+            return (*gradients(z, t, ctx.gamma, g), None)
+
+    return FocalFromLogits
+
+
+def _binary_focal_gradients(z, y, gamma, g):
+    return _neutral.binary_focal_logit_gradients(_Math, z, y, gamma, g)
+
+
+_BinaryFocalFromLogits = _focal_function(
+    _binary_focal_terms, _binary_focal_gradients,
+    ":func:`_binary_focal_terms`, gradients :func:`xentlib._neutral.binary_focal_logit_gradients`.")
 
 
 def _categorical_focal_terms(z, t, gamma):
@@ -826,28 +840,15 @@ def _shifted(z):
     return z - z.amax(dim=-1, keepdim=True)
 
 
-@_with_ctx
-class _CategoricalFocalFromLogits(torch.autograd.Function):
-    """:func:`_categorical_focal_terms` with the gradients of
-    :func:`xentlib._neutral.categorical_focal_logit_gradients` (in torch operations)."""
-    generate_vmap_rule = True
+def _categorical_focal_gradients(z, t, gamma, g):
+    """Of logits shifted by their maximum (see :func:`_others_log_sum_exp`)."""
+    shifted = _shifted(z)
+    return _neutral.categorical_focal_logit_gradients(_Math, shifted, _others_log_sum_exp(shifted), t, gamma, g)
 
-    @staticmethod
-    def forward(z, t, gamma):
-        return _categorical_focal_terms(z, t, gamma)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        z, t, ctx.gamma = inputs
-        ctx.save_for_backward(z, t)
-
-    @staticmethod
-    def backward(ctx, g):
-        z, t = ctx.saved_tensors
-        shifted = _shifted(z)
-        grads = _neutral.categorical_focal_logit_gradients(_Math, shifted, _others_log_sum_exp(shifted), t,
-                                                           ctx.gamma, g)
-        return (*grads, None)
+_CategoricalFocalFromLogits = _focal_function(
+    _categorical_focal_terms, _categorical_focal_gradients,
+    ":func:`_categorical_focal_terms`, gradients :func:`xentlib._neutral.categorical_focal_logit_gradients`.")
 
 
 @shared
