@@ -77,9 +77,9 @@ def log_softplus(m, x):
     return m.where(x > 0, m.log(m.softplus(m.maximum(x, 0))), low + m.log(low_ratio))
 
 
-def binary_focal_logit_gradients(m, z, y, gamma, g):
+def binary_focal_logit_gradients(m, z, y, gamma, g, target_grad=True):
     r"""Upstream ``g`` times the gradients of :math:`(1 - p_t)^\gamma\,\mathrm{ce}` from logits with
-    respect to ``z`` and ``y``, assembled in log space.
+    respect to ``z`` and ``y`` (``None`` for ``y`` unless ``target_grad``), assembled in log space.
 
     With :math:`a = \log\sigma(z)`, :math:`b = \log\sigma(-z)`, :math:`L = \log(1 - p_t) =
     \log(y e^b + (1 - y) e^a)` and :math:`\mathrm{ce} = -y a - (1 - y) b`:
@@ -105,16 +105,19 @@ def binary_focal_logit_gradients(m, z, y, gamma, g):
     log_ce = m.logaddexp(log_y + log_softplus(m, -z), log_not_y + log_softplus(m, z))
     miss = m.exp(gamma * log_miss)
     d_z = miss * d_ce_z + gamma * (1 - 2 * y) * m.exp(gamma * log_miss + (a + b - log_miss) + log_ce)
+    if not target_grad:  # targets are rarely trained: their term is a third of the work
+        return g * d_z, None
     # g first: a weight below 1 (alpha, a mean) may bring a sum beyond the max back within it
     d_y = (g * -z) * miss - (gamma * g) * m.sign(z) * m.exp((gamma - 1) * log_miss + log_ce
                                                              + m.log(m.abs(m.tanh(z / 2))))
     return g * d_z, m.where(g == 0, 0.0, d_y)  # 0, not 0 x inf, where a weight 0 passes g = 0
 
 
-def categorical_focal_logit_gradients(m, z, others, t, gamma, g):
+def categorical_focal_logit_gradients(m, z, others, t, gamma, g, target_grad=True):
     r"""Upstream ``g`` (per class) times the gradients of the terms
     :math:`t_c (1 - q_c)^\gamma (-\log q_c)` from logits (classes last) with
-    respect to ``z`` and ``t``; ``others`` is :math:`O_c = \log\sum_{j \ne c} e^{z_j}`.
+    respect to ``z`` and ``t`` (``None`` for ``t`` unless ``target_grad``); ``others`` is
+    :math:`O_c = \log\sum_{j \ne c} e^{z_j}`.
 
     With :math:`d_c = O_c - z_c` (so :math:`q_c = \sigma(-d_c)`, :math:`-\log q_c =
     \operatorname{softplus}(d_c)`, :math:`q_c / (1 - q_c) = e^{-d_c}`) and
@@ -137,6 +140,8 @@ def categorical_focal_logit_gradients(m, z, others, t, gamma, g):
     else:  # the cross-entropy's
         miss, k = 1.0, -g * t
     d_z = k - m.softmax(z) * m.sum_last(k)
+    if not target_grad:
+        return d_z, None
     nll = m.softplus(d)
     d_t = m.where(g == 0, 0.0, g * m.where(m.isinf(nll), nll, miss * m.where(m.isinf(nll), 0.0, nll)))  # 0 x inf
     return d_z, d_t

@@ -792,8 +792,8 @@ def _binary_focal_terms(z, y, gamma):
 
 def _focal_function(terms, gradients, doc):
     """An autograd Function of ``(logits, targets, gamma)``: the value ``terms(z, t, gamma)``,
-    the gradients ``gradients(z, t, gamma, g)`` (in torch operations: differentiable again,
-    for higher-order gradients)."""
+    the gradients ``gradients(z, t, gamma, g, target_grad)`` (``target_grad``: whether the
+    targets need theirs; in torch operations: differentiable again, for higher-order gradients)."""
     @_with_ctx
     class FocalFromLogits(torch.autograd.Function):
         __doc__ = doc
@@ -811,13 +811,13 @@ def _focal_function(terms, gradients, doc):
         @staticmethod
         def backward(ctx, g):
             z, t = ctx.saved_tensors
-            return (*gradients(z, t, ctx.gamma, g), None)
+            return (*gradients(z, t, ctx.gamma, g, ctx.needs_input_grad[1]), None)
 
     return FocalFromLogits
 
 
-def _binary_focal_gradients(z, y, gamma, g):
-    return _neutral.binary_focal_logit_gradients(_Math, z, y, gamma, g)
+def _binary_focal_gradients(z, y, gamma, g, target_grad):
+    return _neutral.binary_focal_logit_gradients(_Math, z, y, gamma, g, target_grad)
 
 
 _BinaryFocalFromLogits = _focal_function(
@@ -840,10 +840,11 @@ def _shifted(z):
     return z - z.amax(dim=-1, keepdim=True)
 
 
-def _categorical_focal_gradients(z, t, gamma, g):
+def _categorical_focal_gradients(z, t, gamma, g, target_grad):
     """Of logits shifted by their maximum (see :func:`_others_log_sum_exp`)."""
     shifted = _shifted(z)
-    return _neutral.categorical_focal_logit_gradients(_Math, shifted, _others_log_sum_exp(shifted), t, gamma, g)
+    return _neutral.categorical_focal_logit_gradients(_Math, shifted, _others_log_sum_exp(shifted), t, gamma, g,
+                                                      target_grad)
 
 
 _CategoricalFocalFromLogits = _focal_function(
