@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env lint test test-lib test-notebooks test-notebooks-emulated test-browser book notebooks bench pdf lab clean
+.PHONY: env lint test test-lib test-notebooks test-notebooks-emulated test-browser fuzz-deep book notebooks bench pdf lab clean
 
 
 $(STAMP): requirements.txt pyproject.toml
@@ -45,6 +45,12 @@ test-notebooks: env
 
 test-notebooks-emulated: env
 	$(EMULATED_CPU) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q $(NBVAL) book
+
+# The property tests at full scale: 10,000 derandomised examples per property (the ci profile
+# with FUZZ_CI_EXAMPLES=10000; tests/fuzzing.py). About 80 minutes on two cores.
+fuzz-deep: env
+	FUZZ_CI_EXAMPLES=10000 CI=true $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q \
+	  -p no:cacheprovider tests/test_fuzz*.py
 
 # The built book in headless Chromium, offline (part of `make test`; screenshots in test-artifacts/).
 test-browser: env
