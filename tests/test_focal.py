@@ -242,3 +242,30 @@ def test_bad_options_name_the_argument(backend, fn, kwargs, error, match):
     kwargs = {k: backend.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     with pytest.raises(error, match=match):
         getattr(backend.xl, fn)(backend.asarray(y), backend.asarray(Z), from_logits=True, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["binary", "categorical"])
+def test_torch_target_gradients_whether_or_not_the_targets_need_them(kind):
+    """From logits the backward skips the targets' gradient when they need none: the logits'
+    gradient is then the same; the targets' agrees under autograd, ``torch.func.grad`` and
+    finite differences (first and second derivatives)."""
+    import torch
+
+    from xentlib import torch as xt
+    if kind == "binary":
+        def loss(z, y):
+            return xt.binary_focal_cross_entropy(y, z, alpha=0.3, from_logits=True)
+        y = torch.tensor(Y_SOFT[:3, :4])
+    else:
+        def loss(z, y):
+            return xt.categorical_focal_cross_entropy(y, z, gamma=2.0, from_logits=True)
+        y = torch.tensor(Y_SOFT[:3, :4] / Y_SOFT[:3, :4].sum(axis=-1, keepdims=True))
+    z = torch.tensor(Z[:3, :4]).requires_grad_()
+    y_grad = y.clone().requires_grad_()
+    g_z, g_y = torch.autograd.grad(loss(z, y_grad), (z, y_grad))
+    assert torch.equal(torch.autograd.grad(loss(z, y), z)[0], g_z)
+    f_z, f_y = torch.func.grad(loss, argnums=(0, 1))(z.detach(), y)
+    torch.testing.assert_close((f_z, f_y), (g_z, g_y), rtol=1e-12, atol=0)
+    assert torch.autograd.gradgradcheck(lambda t: loss(t, y_grad), (z,))
+    if kind == "binary":  # (a perturbed categorical target is no distribution: refused)
+        assert torch.autograd.gradgradcheck(loss, (z, y_grad))

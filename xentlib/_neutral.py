@@ -98,7 +98,7 @@ def binary_focal_logit_gradients(m, z, y, gamma, g, target_grad=True):
     with ``log_sigmoid``, ``sigmoid``, ``logaddexp``, ``tanh``, ``abs`` and ``sign``."""
     d_ce_z = (1 - y) * m.sigmoid(z) - y * m.sigmoid(-z)
     if not gamma:  # the cross-entropy's
-        return g * d_ce_z, g * -z  # finite
+        return g * d_ce_z, (g * -z if target_grad else None)  # finite
     a, b = m.log_sigmoid(z), m.log_sigmoid(-z)
     log_y, log_not_y = m.log(y), m.log1p(-y)  # -inf at y = 0 or 1: no gradient taken through them
     log_miss = m.logaddexp(log_y + b, log_not_y + a)
