@@ -16,21 +16,24 @@ Profiles (``HYPOTHESIS_PROFILE`` chooses one; otherwise ``CI=true`` chooses ``ci
   its minimal example and a ``@reproduce_failure`` blob, and ``HYPOTHESIS_SEED=N`` (or
   ``pytest --hypothesis-seed=N``) repeats a whole run;
 - ``ci``: 1,000 examples per property (``FUZZ_CI_EXAMPLES=N`` sets another count),
-  derandomised: what ``make test`` runs under ``CI=true``, about 12 CPU minutes. ``make
-  fuzz-deep`` runs 10,000 per property. All 28 properties passed it at one commit (a59a255):
-  4,660 s of wall time on this project's 2-core machine, 123 CPU minutes, from 110 s
-  (bfloat16 logits) to 850 s (sparse CE from logits) of wall time per property. In the one
-  profiled (sparse CE from logits, 2,000 examples), TensorFlow took 56% of the time (eager
-  dispatch, ~16 ms a loss call, and a third of it tracing the hot-path graphs of repeated
-  signatures). That is more than the 45 minutes ``make test`` has under ``CI=true``, all of
-  it included, so ``make test`` keeps 1,000. A run
+  derandomised: what ``make test`` runs under ``CI=true``, about 12 CPU minutes for the 25
+  properties (28 tests with a plain one run once per backend). ``make fuzz-deep`` runs this
+  profile at 10,000 examples per property; all 28 tests passed it at one commit (a59a255): 4,660 s of
+  wall time on this project's 2-core machine, 123 CPU minutes, from 110 s (bfloat16 logits)
+  to 850 s (sparse CE from logits) per property. In the one property profiled (sparse CE
+  from logits, 2,000 examples), TensorFlow took 56% of the time: an eager loss call costs
+  about 16 ms, and tracing the hot-path graphs of repeated signatures took a quarter of the
+  whole. A 10,000-example run (about 78 minutes of wall time) is longer than the 45 minutes
+  the project's CI allows all of ``make test`` with ``CI=true``, so ``make test`` keeps
+  1,000. A run
   repeats example for example
   (``FUZZ_TRACE=path`` logs a digest of each example's choices and results to compare):
   the seed is a digest of the test's source (editing a property's body changes its
   examples; editing the helpers or the library does not), only the first failure is
   reported (the search for more stops on wall-clock time), and every property starts
   with TensorFlow's hot-path state empty (``fresh_tf_hot_paths``);
-- ``deep``: 10,000 random examples per property, for a search of its own (the same cost).
+- ``deep``: 10,000 random examples per property, for a search of its own (the same cost;
+  ``make fuzz-deep`` runs the derandomised ``ci`` profile instead).
 """
 from __future__ import annotations
 

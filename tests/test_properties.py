@@ -12,9 +12,10 @@ implied by the fuzz properties, which check each side against a float64 oracle w
 test_building_blocks_match_the_oracle, test_joint_measures, test_sparse_ce_from_logits,
 test_categorical_ce, test_binary_ce, test_mse_and_gaussian_nll,
 test_perplexity_gradients_smoothing_and_brier (smooth_labels and the closed-form gradients) and
-test_loss_gradients_match_the_float64_oracle (autograd of binary and categorical CE). Run at the
-ci profile's 10,000 examples they would have cost about 18 CPU minutes (measured at 1,000 on one
-core: 108 s, two thirds of it TensorFlow's eager dispatch), for nothing the fuzz suite does not check.
+test_loss_gradients_match_the_float64_oracle (autograd of binary and categorical CE). Run at
+10,000 examples (``make fuzz-deep``; the ci profile runs 1,000) they would have cost about 18 CPU
+minutes (measured at 1,000 on one core: 108 s, two thirds of it TensorFlow's eager dispatch), for
+nothing the fuzz suite does not check.
 """
 import numpy as np
 import pytest
