@@ -4,7 +4,9 @@ A fresh process per case makes the peak-memory reading clean. Method: the inputs
 are built, the kernel's peak-RSS counter is reset (``echo 5 >
 /proc/self/clear_refs``), the current RSS is read as the baseline, the first
 forward+backward step runs, and ``VmHWM - baseline`` is the step's extra peak
-memory (inputs excluded, gradients and every temporary included); TensorFlow's
+memory (inputs excluded, gradients and every temporary included; each row also
+gives ``gradient_bytes``, the float32 gradients of hidden and weight that every
+method returns, so that the temporaries are the difference); TensorFlow's
 is read from its own allocator instead (``tf_first_step``). The first
 step is used because TensorFlow's CPU allocator keeps freed memory, so a later
 step would find its buffers already counted in the baseline; ``run.py`` also
@@ -224,7 +226,7 @@ def torch_linear(spec):
     if method == "naive":
         fn = naive
     elif method == "xentlib":
-        fn = xl.linear_cross_entropy
+        fn = _with_chunk(xl.linear_cross_entropy, spec)
     elif method == "torch.nn.functional.linear_cross_entropy":
         fn = builtin(torch.nn.LinearCrossEntropyOptions())
     elif method == "torch.nn.functional.linear_cross_entropy (tuned)":
@@ -250,11 +252,24 @@ def torch_linear(spec):
         seconds, _, cpu = median_seconds(step, spec["repeats"], warmup=False)
         with torch.no_grad():
             value = float(fn(h, w, y))
-        rows.append({"framework": "torch", "method": method, "n": n, "d": d, "v": v,
-                     "threads": threads, "peak_extra_bytes": mem, "fwdbwd_s": seconds,
-                     "fwdbwd_cpu_s": cpu, "first_call_s": first, "loss": value})
+        rows.append({"framework": "torch", "method": _label(method, spec), "n": n, "d": d, "v": v,
+                     "threads": threads, "chunk_size": spec.get("chunk_size"),
+                     "peak_extra_bytes": mem, "gradient_bytes": 4 * (n + v) * d,
+                     "fwdbwd_s": seconds, "fwdbwd_cpu_s": cpu, "first_call_s": first,
+                     "loss": value})
         del h, w, y
     return rows
+
+
+def _with_chunk(linear_cross_entropy, spec):
+    """xentlib's linear CE with ``spec["chunk_size"]`` rows per chunk (its default if absent)."""
+    chunk = spec.get("chunk_size")
+    return lambda h, w, y: linear_cross_entropy(h, w, y, chunk_size=chunk)
+
+
+def _label(method, spec):
+    chunk = spec.get("chunk_size")
+    return method if chunk is None else f"{method}, chunk_size={chunk}"
 
 
 # ---- TensorFlow ----------------------------------------------------------------
@@ -365,7 +380,7 @@ def tf_linear(spec):
             z = tf.matmul(h, w, transpose_b=True)
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, z))
     elif method == "xentlib":
-        fn = xl.linear_cross_entropy
+        fn = _with_chunk(xl.linear_cross_entropy, spec)
     else:
         raise ValueError(method)
 
@@ -377,10 +392,10 @@ def tf_linear(spec):
 
     mem, first = tf_first_step(tf, step)
     seconds, _, cpu = median_seconds(step, spec["repeats"], warmup=False)
-    return [{"framework": "tensorflow", "method": method, "n": n, "d": d, "v": v,
-             "threads": threads, "peak_extra_bytes": mem, "fwdbwd_s": seconds, "fwdbwd_cpu_s": cpu,
-             "first_call_s": first,
-             "loss": float(fn(h, w, y))}]
+    return [{"framework": "tensorflow", "method": _label(method, spec), "n": n, "d": d, "v": v,
+             "threads": threads, "chunk_size": spec.get("chunk_size"), "peak_extra_bytes": mem,
+             "gradient_bytes": 4 * (n + v) * d, "fwdbwd_s": seconds, "fwdbwd_cpu_s": cpu,
+             "first_call_s": first, "loss": float(fn(h, w, y))}]
 
 
 # ---- the machine ---------------------------------------------------------------

@@ -45,12 +45,14 @@ FULL = dict(loss_sizes=[(4096, 10), (128, 32768), (4, 128, 8192)], loss_repeats=
             slow_repeats=2, slow_vs=[32768, 65536], compile_vs=[32768], timeout=400,
             grid=dict(threads=2, repeats=2, shapes=[(2048, 1024, 32768)],
                       pairs=[p for p in GRID_PAIRS if p != (2048, 1024, 32768)],
-                      xentlib_only=[(8192, 64, 262144)], compile=True, timeout=900))
+                      xentlib_only=[(8192, 64, 262144)], compile=True, timeout=900,
+                      chunk_sweep=dict(shape=(256, 1024, 131072), rows=[64, 16])))
 QUICK = dict(loss_sizes=[(64, 10), (64, 512), (2, 8, 256)], loss_repeats=2, linear_n=64,
              linear_d=16, linear_vs=[2048, 4096], linear_repeats=2, slow_repeats=1,
              slow_vs=[2048], compile_vs=[], timeout=300,
              grid=dict(threads=2, repeats=1, shapes=[(128, 64, 2048)], pairs=[(64, 32, 4096)],
-                       xentlib_only=[(64, 16, 16384)], compile=False, timeout=300))
+                       xentlib_only=[(64, 16, 16384)], compile=False, timeout=300,
+                       chunk_sweep=dict(shape=(64, 32, 4096), rows=[16, 4])))
 TORCH_METHODS = ["naive", "xentlib", "torch.nn.functional.linear_cross_entropy",
                  "torch.compile(naive)"]
 TUNED = "torch.nn.functional.linear_cross_entropy (tuned)"
@@ -197,8 +199,10 @@ def headline_ratios(losses, linear, accuracy):
             mem = rows["xentlib"]["peak_extra_bytes"] / rows["naive"]["peak_extra_bytes"]
             t = rows["xentlib"]["fwdbwd_s"] / rows["naive"]["fwdbwd_s"]
             cpu = cpu_seconds(rows["xentlib"]) / cpu_seconds(rows["naive"])
+            temp = f", temporaries {temporaries(rows['xentlib']) / temporaries(rows['naive']):.3f}x" \
+                if "gradient_bytes" in rows["naive"] else ""
             res.append({"comparison": f"{fw}: linear CE at V={v}, xentlib / naive",
-                        "value": f"memory {mem:.3f}x, time {t:.2f}x (CPU {cpu:.2f}x)"})
+                        "value": f"memory {mem:.3f}x{temp}, time {t:.2f}x (CPU {cpu:.2f}x)"})
     res.append({"comparison": "float32 linear CE loss against float64, any chunk size "
                               "(largest relative difference)",
                 "value": f"{accuracy['max_relative_error']:.1e}"})
@@ -276,23 +280,30 @@ def markdown(results):
                   "`linear_cross_entropy` with `batch_chunk_size` set to xentlib's default chunk. "
                   "CPU s is the process's own CPU time (all its threads): on a shared machine it is "
                   "steadier than the wall time, which includes waiting for a core.", "",
-                  "| framework | method | N | d | V | extra peak memory | time s | CPU s "
-                  "| memory / naive | time / naive | CPU / naive | CPU / xentlib |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "Temporaries are the extra peak memory less the gradients of hidden and weight "
+                  "(float32, (N + V) d numbers), which every method returns: what a method holds "
+                  "beyond its result.", "",
+                  "| framework | method | N | d | V | extra peak memory | temporaries | time s "
+                  "| CPU s | memory / naive | temporaries / naive | time / naive | CPU / naive "
+                  "| CPU / xentlib |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in grid:
             if "fwdbwd_s" not in r:
                 lines.append(f"| {r.get('framework', '')} | {r.get('method')} | {r.get('n')} | "
                              f"{r.get('d')} | {r.get('v')} | failed: {r.get('error', '')[:80]} "
-                             f"| | | | | | |")
+                             f"| | | | | | | | |")
                 continue
             naive, ours = same_shape(grid, r, "naive"), same_shape(grid, r, "xentlib")
             mr = f"{r['peak_extra_bytes'] / naive['peak_extra_bytes']:.3f}" if naive else "naive not run"
+            has_temp = naive and "gradient_bytes" in r and "gradient_bytes" in naive
+            te = fmt_bytes(temporaries(r)) if "gradient_bytes" in r else ""
+            tm = f"{temporaries(r) / temporaries(naive):.3f}" if has_temp else ""
             tr = f"{r['fwdbwd_s'] / naive['fwdbwd_s']:.2f}" if naive else ""
             cr = f"{cpu_seconds(r) / cpu_seconds(naive):.2f}" if naive else ""
             xr = f"{cpu_seconds(r) / cpu_seconds(ours):.2f}" if ours else ""
             lines.append(f"| {r['framework']} | {r['method']} | {r['n']} | {r['d']} | {r['v']} | "
-                         f"{fmt_bytes(r['peak_extra_bytes'])} | {r['fwdbwd_s']:.2f} | "
-                         f"{cpu_seconds(r):.2f} | {mr} | {tr} | {cr} | {xr} |")
+                         f"{fmt_bytes(r['peak_extra_bytes'])} | {te} | {r['fwdbwd_s']:.2f} | "
+                         f"{cpu_seconds(r):.2f} | {mr} | {tm} | {tr} | {cr} | {xr} |")
         missing = results.get("linear_grid_not_run", [])
         if missing:
             lines += ["", "Not run here (time): (N, d, V) = " +
@@ -425,7 +436,17 @@ def run_grid(grid, timeout):
         rows += run_case(dict(base, case="torch_linear", method="xentlib", n=n, d=d, vs=[v]),
                          timeout)
         rows += run_case(dict(base, case="tf_linear", method="xentlib", n=n, d=d, v=v), timeout)
+    n, d, v = grid["chunk_sweep"]["shape"]
+    for chunk in grid["chunk_sweep"]["rows"]:
+        spec = dict(base, method="xentlib", n=n, d=d, chunk_size=chunk)
+        rows += run_case(dict(spec, case="torch_linear", vs=[v]), timeout)
+        rows += run_case(dict(spec, case="tf_linear", v=v), timeout)
     return rows
+
+
+def temporaries(row):
+    """Extra peak bytes beyond the gradients of hidden and weight, which every method returns."""
+    return row["peak_extra_bytes"] - row.get("gradient_bytes", 0)
 
 
 def same_shape(rows, r, method):
@@ -443,14 +464,16 @@ def grid_ratios(grid):
     res = []
     for r in grid:
         naive = same_shape(grid, r, "naive")
-        if r.get("method") != "xentlib" or "fwdbwd_s" not in r or naive is None:
+        if not r.get("method", "").startswith("xentlib") or "fwdbwd_s" not in r or naive is None:
             continue
         mem = r["peak_extra_bytes"] / naive["peak_extra_bytes"]
         t = r["fwdbwd_s"] / naive["fwdbwd_s"]
         cpu = cpu_seconds(r) / cpu_seconds(naive)
+        temp = f", temporaries {temporaries(r) / temporaries(naive):.3f}x" \
+            if "gradient_bytes" in r else ""
         res.append({"comparison": f"{r['framework']}: linear CE at N={r['n']}, d={r['d']}, "
-                                  f"V={r['v']}, {r['threads']} threads, xentlib / naive",
-                    "value": f"CPU time {cpu:.2f}x (wall {t:.2f}x), memory {mem:.3f}x"})
+                                  f"V={r['v']}, {r['threads']} threads, {r['method']} / naive",
+                    "value": f"CPU time {cpu:.2f}x (wall {t:.2f}x), memory {mem:.3f}x{temp}"})
     return res
 
 
