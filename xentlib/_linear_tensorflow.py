@@ -206,6 +206,9 @@ def _sweep(h, w, b, y, kept, invalid, cw, o, row_scale, grads, work):
                 in_place.add(tf.matmul(g, hk, transpose_a=True))
             if bk is not None:
                 gb = gb + tf.reduce_sum(g, axis=0)
+            # eagerly, g was otherwise still alive in the next chunk: a third (chunk, V) buffer
+            # beside its logits and exponentials (measured: 3 chunks of temporaries, now 2)
+            del g
         return i + 1, out, gw, gb
 
     _, arrays, gw, gb = tf.while_loop(lambda i, *_: i < chunks, body,
