@@ -36,7 +36,7 @@ read a few facts from an array:
 ``ops.require``        raise ``builder(*args)`` unless ``ok``; in a graph an
                        assertion op with the same message
 ``ops.after``          ``x``, computed after the given assertion ops
-``ops.nan_outside``    ``x``; under XLA (which drops assertions)
+``ops.nan_outside``    ``x``; in a TensorFlow graph (XLA drops assertions)
                        with NaN where it is outside [low, high]
 ``ops.on_host``        a NumPy function of arrays, its float64 results as
                        the backend's arrays (in a graph: one host op)

@@ -166,7 +166,7 @@ def _sweep(h, w, b, y, kept, invalid, cw, o, row_scale, grads, work):
             else tf.linalg.matvec(z, cw) / vocab
         e = tf.exp(z)
         entropy_sum = tf.reduce_sum(tf.math.xlogy(e, e), axis=1) if "entropy" in arrays else None
-        del z  # at most two (chunk, V) buffers alive from here on
+        del z  # at most two (chunk, V) buffers alive from here on (three with softcap's tanh)
         sum_exp = tf.reduce_sum(e, axis=1)
         lse = tf.math.log(sum_exp)                        # of the shifted logits
         zero = tf.zeros_like(lse)

@@ -210,7 +210,7 @@ class TensorFlowOps:
         text = str(builder(*fake))
         parts = re.split("(" + "|".join(slots) + ")", text) if slots else [text]
         pieces = [slots.get(p, p) for p in parts if p]
-        if slots and not in_xla_context():  # one string, the eager message: Assert prints each
+        if slots and not _in_xla_context():  # one string, the eager message: Assert prints each
             # piece in its own brackets ('found values in [] [-3] [, ] [5] []'); XLA drops the
             # assertion, and could not compile the string ops
             pieces = [tf.strings.join([p if isinstance(p, str) else _as_text(p) for p in pieces])]
@@ -231,10 +231,11 @@ class TensorFlowOps:
                                        "y_pred without its class axis")
 
     def nan_outside(self, x, low, high):
-        """Under XLA, ``x`` with NaN where it lies outside [low, high]: XLA compiles the
-        assertion away, and the loss of such an item is then NaN, not a silent number."""
-        if tf.executing_eagerly() or not in_xla_context():
-            return x  # the check has raised, or its assertion will: no pass over x needed
+        """In a graph, ``x`` with NaN where it lies outside [low, high]: XLA compiles the
+        assertion away (and a graph without automatic control dependencies, such as a TF1
+        session's, may prune it), and the loss of such an item is then NaN, not a silent number."""
+        if tf.executing_eagerly():
+            return x  # the check has raised
         bad = (x < tf.constant(low, x.dtype)) | (x > tf.constant(high, x.dtype))
         return tf.where(bad, tf.constant(np.nan, x.dtype), x)
 
@@ -274,7 +275,7 @@ class TensorFlowOps:
             return tf.identity(x)
 
 
-def in_xla_context():
+def _in_xla_context():
     """Whether the graph being traced is compiled by XLA (``tf.function(jit_compile=True)``)."""
     from tensorflow.python.framework import ops
     from tensorflow.python.ops import control_flow_util

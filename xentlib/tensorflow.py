@@ -52,7 +52,7 @@ from xentlib import _validate as V
 from xentlib._docs import public_names, shared
 from xentlib._linear_keras import LinearCrossEntropyHead as LinearCrossEntropyHead  # in __all__
 from xentlib._linear_tensorflow import linear_cross_entropy as linear_cross_entropy  # in __all__
-from xentlib._tensorflow_ops import compiled_when_hot, in_xla_context, invalid_labels, move_to_last, widen_float32
+from xentlib._tensorflow_ops import compiled_when_hot, invalid_labels, move_to_last, widen_float32
 from xentlib._tensorflow_ops import front_door as _fd
 
 __all__ = public_names("tensorflow")
@@ -594,13 +594,13 @@ def _sparse(labels, y_pred, label_smoothing, ignore_index, weight, axis, num_cla
     else:
         per_item, w_y = _sparse_terms(labels, z, kept, weight, label_smoothing, num_classes)
         out = _reduce(per_item, reduction, denominator=tf.reduce_sum(w_y))
-    if not tf.executing_eagerly() and V.value_checks_enabled() and in_xla_context():
+    if not tf.executing_eagerly() and V.value_checks_enabled():
         out = _nan_where_invalid(out, invalid_labels(labels, num_classes, ignore_index), reduction)
     return tf.cast(out, _loss_dtype(y_pred))
 
 
 def _nan_where_invalid(out, invalid, reduction):
-    """Under XLA (which drops the label assertion): NaN for a bad label, not a silent number."""
+    """In a graph (where XLA drops the label assertion): NaN for a bad label, not a silent number."""
     nan = tf.constant(np.nan, out.dtype)
     if reduction == "none":
         return tf.where(invalid, nan, out)
