@@ -81,8 +81,10 @@ def median_seconds(step, repeats, warmup=True):
 
 
 #: Untimed calls before the timed ones of a loss: xentlib.tensorflow's losses run eagerly
-#: for the first three calls with one signature and as one compiled graph from then on.
-WARMUP_CALLS = 3
+#: for the first three calls with one signature, trace their graph on the fourth and run it
+#: from then on (its first runs, and the first backward through it, are still slow): a
+#: training loop's steady state is what is timed, as for the built-ins.
+WARMUP_CALLS = 6
 
 
 # ---- PyTorch ------------------------------------------------------------------

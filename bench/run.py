@@ -25,6 +25,7 @@ PACKAGED_RESULTS = os.path.join(HERE, "..", "xentlib", "data", "benchmark_result
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from cases import WARMUP_CALLS  # noqa: E402  (bench/ is on the path: the script's own folder)
 
 
 def grid_rows(d, v, flops_budget=1 << 35):
@@ -400,7 +401,7 @@ def main():
                        "TensorFlow the same read from its CPU allocator (get_memory_info), which "
                        "reuses freed buffers the RSS would not show; "
                        "time = median of the repeated steps after it "
-                       f"({cfg['loss_repeats']} for losses, after 3 untimed calls, "
+                       f"({cfg['loss_repeats']} for losses, after {WARMUP_CALLS} untimed calls, "
                        f"{cfg['linear_repeats']} for linear CE, "
                        f"{cfg['slow_repeats']} for torch's linear_cross_entropy and torch.compile, "
                        "whose first call, compilation included, is in first_call_s); "

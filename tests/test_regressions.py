@@ -275,6 +275,28 @@ def test_tf_losses_equal_eager_values_and_gradients_once_compiled(name, make):
         np.testing.assert_allclose(grad, results[0][1], rtol=1e-6, atol=1e-7)
 
 
+def test_tf_compiled_graphs_keep_each_calls_options_and_shapes():
+    """A graph takes the call's tensors alone, its Python options fixed when traced: another
+    option, or (beyond 8 graphs, with lengths relaxed) another shape, must not reuse a stale one."""
+    rng = np.random.default_rng(1)
+    for rows in range(1, 12):  # from the ninth shape on, graphs with relaxed lengths
+        z = tf.constant(rng.normal(size=(rows, 3)).astype(np.float32))
+        labels = tf.constant(rng.integers(0, 3, rows))
+        for smoothing in (0.0, 0.2):
+            expected = _numpy_sparse(labels.numpy(), z.numpy(), smoothing)
+            for _ in range(5):  # calls 4 and 5 from the graph
+                got = xtf.sparse_categorical_cross_entropy(labels, z, from_logits=True,
+                                                           label_smoothing=smoothing)
+                assert float(got) == pytest.approx(expected, rel=1e-5), (rows, smoothing)
+
+
+def _numpy_sparse(labels, z, smoothing):
+    log_q = z - z.max(-1, keepdims=True)
+    log_q = log_q - np.log(np.exp(log_q).sum(-1, keepdims=True))
+    target = np.eye(z.shape[-1])[labels] * (1 - smoothing) + smoothing / z.shape[-1]
+    return float(-(target * log_q).sum(-1).mean())
+
+
 def test_tf_bad_labels_raise_the_named_error_once_compiled():
     z = tf.zeros((2, 3))
     for _ in range(4):

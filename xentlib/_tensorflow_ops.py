@@ -365,10 +365,6 @@ def compiled_when_hot(fn, calls=3):
     """
     seen, graphs = {}, {}
 
-    def traced(checks, args, kwargs):
-        with V.value_checks(checks):
-            return fn(*args, **kwargs)
-
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         key = _call_key(args, kwargs) if tf.executing_eagerly() else None
@@ -381,22 +377,48 @@ def compiled_when_hot(fn, calls=3):
                 seen.clear()
             seen[key] = seen.get(key, 0) + 1
             return out
-        graph = graphs.get(key)
+        checks = V.value_checks_enabled()
+        graph = graphs.get((checks, key))
         if graph is None:  # a graph per signature (static shapes: the fastest); beyond 8, one
             # per rank of each tensor, which relaxes lengths to None (never the ranks)
             relaxed = len(graphs) >= 8
             if relaxed:
                 key = tuple((k[0], k[1], len(k[2])) if isinstance(k[1], tf.DType) else k for k in key)
-            # no AutoGraph: the traced code branches on tensors only through tf.cond / tf.where,
-            # and its conversion made the first call of a graph 7-20x slower (sparse CE: 3 s)
-            graph = graphs.get(key) or graphs.setdefault(
-                key, tf.function(traced, reduce_retracing=relaxed, autograph=False))
+            graph = graphs.get((checks, key)) or graphs.setdefault(
+                (checks, key), _tensor_graph(fn, checks, args, kwargs, relaxed))
         try:
-            return graph(V.value_checks_enabled(), args, kwargs)
+            return graph(*_tensors(args, kwargs))
         except tf.errors.InvalidArgumentError:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _tensors(args, kwargs):
+    """The tensors of a call, in the order of :func:`_call_key` (keywords sorted by name)."""
+    return [v for v in (*args, *(kwargs[k] for k in sorted(kwargs))) if isinstance(v, tf.Tensor)]
+
+
+def _tensor_graph(fn, checks, args, kwargs, relaxed):
+    """``fn`` as a ``tf.function`` of the call's tensors alone, its Python options fixed to this
+    call's (they are part of the call's key): binding nested Python arguments cost a graph call
+    as much again as running it (4096 x 10 logits: 0.27 ms)."""
+    names = sorted(kwargs)
+    template = [*args, *(kwargs[k] for k in names)]
+    slots = [i for i, v in enumerate(template) if isinstance(v, tf.Tensor)]
+
+    def traced(*tensors):
+        values = list(template)
+        for i, t in zip(slots, tensors):
+            values[i] = t
+        with V.value_checks(checks):
+            return fn(*values[:len(args)], **dict(zip(names, values[len(args):])))
+
+    # no AutoGraph: the traced code branches on tensors only through tf.cond / tf.where,
+    # and its conversion made the first call of a graph 7-20x slower (sparse CE: 3 s)
+    specs = [tf.TensorSpec([None] * template[i].shape.rank if relaxed else template[i].shape,
+                           template[i].dtype) for i in slots]
+    return tf.function(traced, autograph=False).get_concrete_function(*specs)
 
 
 def _call_key(args, kwargs):
