@@ -290,6 +290,31 @@ def test_tf_compiled_graphs_keep_each_calls_options_and_shapes():
                 assert float(got) == pytest.approx(expected, rel=1e-5), (rows, smoothing)
 
 
+def test_tf_second_derivative_through_a_relaxed_graph_by_the_documented_jacobian():
+    """Once the batch length is unknown, tape.jacobian's vectorizer fails at the loss's tf.cond
+    (as for any tf.function with a None batch); the module docstring's workaround,
+    experimental_use_pfor=False, gives the Hessian of tf.nn's cross-entropy."""
+    for rows in range(1, 10):  # 9 signatures: the next graph has relaxed lengths
+        for _ in range(4):
+            xtf.categorical_cross_entropy(tf.fill((rows, 4), 0.25), tf.zeros((rows, 4)), from_logits=True)
+    t = tf.nn.softmax(tf.random.stateless_normal((20, 4), seed=(1, 2)))
+    z = tf.random.stateless_normal((20, 4), seed=(3, 4))
+
+    def hessian(loss):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch(z)
+            with tf.GradientTape() as inner:
+                inner.watch(z)
+                value = loss()
+            grad = inner.gradient(value, z)
+        return outer.jacobian(grad, z, experimental_use_pfor=False).numpy()
+
+    expected = hessian(lambda: tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(t, z)))
+    for _ in range(5):  # calls 4 and 5 from the relaxed graph
+        got = hessian(lambda: xtf.categorical_cross_entropy(t, z, from_logits=True))
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+
+
 def _numpy_sparse(labels, z, smoothing):
     log_q = z - z.max(-1, keepdims=True)
     log_q = log_q - np.log(np.exp(log_q).sum(-1, keepdims=True))

@@ -29,6 +29,18 @@ Conventions (as in :mod:`xentlib.numpy`, plus what is TensorFlow's own)
   the same message, which raise ``tf.errors.InvalidArgumentError`` when the
   function runs. ``xentlib.value_checks(False)`` skips them (in graph mode it is
   read when the function is traced).
+* **Repeated eager calls**: the sparse, categorical and binary cross-entropies
+  run as one graph (a ``tf.function``) from the fourth eager call with the same
+  tensor shapes, dtypes and options: eager TensorFlow would dispatch each of
+  their small operations on its own. Beyond eight such signatures a graph with
+  unknown lengths (the ranks kept) serves them all. Two differences follow
+  from the graph: the gradient with respect to ``class_weight`` or
+  ``pos_weight`` (none flows there) is ``None`` eagerly and zeros from the
+  graph; and a second derivative by ``tape.jacobian`` of a gradient fails in
+  TensorFlow's vectorizer (pfor) at the loss's ``tf.cond`` once the batch
+  length is unknown, in that graph or in any ``tf.function`` traced with a
+  ``None`` batch (Keras'): pass ``experimental_use_pfor=False`` (it needs a
+  ``persistent=True`` tape).
 * **XLA** (``tf.function(jit_compile=True)``, and Keras' default on a GPU)
   compiles the assertions away, so no error can be raised there: a label
   outside ``[0, C)`` (and not ``ignore_index``), and a probability outside
